@@ -1,0 +1,39 @@
+# Two commands set everything up: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build that lies on this machine's disk; a GPU user picks theirs, e.g.
+#   make run TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+TORCH ?= torch==2.13.0
+PIP := $(BIN)/pip --quiet --disable-pip-version-check
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+export MLFLOW_DISABLE_TELEMETRY ?= true
+
+.PHONY: install run test test-fast ui serve bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install $(TORCH)
+	$(PIP) install -e ".[dev]"
+	@touch $@
+
+run: install
+	$(BIN)/rnnflow train
+
+test: install
+	$(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
+ui: install
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+serve: install
+	$(BIN)/rnnflow serve
+
+clean:
+	rm -rf $(VENV) mlflow.db mlartifacts mlruns .pytest_cache

@@ -1,0 +1,120 @@
+"""The `rnnflow` command: flags are generated from the config, never listed twice."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from rnnflow.config import ConfigError, PipelineConfig, load_config
+from rnnflow.settings import apply_defaults
+
+SECTIONS = {name: f.annotation for name, f in PipelineConfig.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per config field (`--hidden-size`), typed, with its description as help."""
+    parser.add_argument("--config", type=Path, help="YAML file with any of the sections below")
+    preset = PipelineConfig.model_fields["preset"]
+    parser.add_argument("--preset", choices=typing.get_args(preset.annotation),
+                        default=argparse.SUPPRESS, dest="preset", help=preset.description)
+    for section, model in SECTIONS.items():
+        group = parser.add_argument_group(section)
+        for name, field in model.model_fields.items():
+            kwargs: dict = {"dest": f"{section}.{name}", "default": argparse.SUPPRESS,
+                            "help": field.description}
+            tp, args = field.annotation, typing.get_args(field.annotation)
+            if typing.get_origin(tp) is list:
+                kwargs.update(nargs="+", choices=typing.get_args(args[0]) or None)
+            elif typing.get_origin(tp) is typing.Literal:
+                kwargs["choices"] = args
+            elif tp is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            else:
+                kwargs["type"] = tp
+            group.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The config from `--config FILE` with every flag given on the command line on top."""
+    overrides: dict = {}
+    for dest, value in vars(args).items():
+        if dest == "preset":
+            overrides["preset"] = value
+        elif "." in dest:
+            section, name = dest.split(".")
+            overrides.setdefault(section, {})[name] = value
+    return load_config(args.config, overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rnnmodel import resolve_device
+
+    cfg = config_from_args(args)
+    try:
+        resolve_device(cfg.train.device)
+    except ValueError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
+    if args.dry_run:
+        print(cfg.model_dump_json(indent=2))
+        return 0
+    from flows.train import train_flow
+
+    summary = train_flow(cfg)
+    print(format_summary(summary, cfg))
+    return 0
+
+
+def format_summary(summary, cfg: PipelineConfig) -> str:
+    """What a user wants to see after a run: metrics, run ids, registry state, next command."""
+    lines = ["", f"rnnflow: preset {cfg.preset}, {cfg.model.cell} cell, {cfg.data.window}-step windows"]
+    for variant, r in summary.results.items():
+        m = r.metrics
+        best = "  <- best" if variant == summary.best else ""
+        lines.append(f"  {variant:5s} test rmse {m['rmse']:.4f}  mae {m['mae']:.4f}  r2 {m['r2']:.3f}"
+                     f"  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
+    lines.append(f"  parent run {summary.parent_run_id}")
+    if summary.version:
+        lines.append(f"  registered {summary.model_name} version {summary.version}"
+                     f" with alias {', '.join(summary.aliases)}")
+    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    return "\n".join(lines)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rnnflow.serve import serve
+
+    return serve(args.cron, args.interval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnnflow", description="Train, compare and ship RNN/BRNN models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train the configured variants and register the best")
+    _add_config_flags(train)
+    train.add_argument("--dry-run", action="store_true", help="validate and print the config, train nothing")
+    train.set_defaults(func=_train)
+    serve = sub.add_parser("serve", help="serve the training flow on its prefect.yaml schedule")
+    serve.add_argument("--cron", help="override the schedule (cron syntax)")
+    serve.add_argument("--interval", type=float, help="run every N seconds instead of the cron")
+    serve.set_defaults(func=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    apply_defaults()
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"rnnflow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

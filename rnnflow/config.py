@@ -1,0 +1,153 @@
+"""The one typed config for data, model, training and tracking.
+
+Every parameter is defined here once, with its default, bounds and description. The CLI flags,
+YAML files, Prefect flow parameters and ``prefect.yaml`` deployments are all read through it.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Preset = Literal["smoothing", "sine", "tutorial"]
+Variant = Literal["rnn", "brnn"]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    source: Literal["random", "sine", "smoothing"] = Field(
+        "smoothing", description="Generator: random (the tutorial's noise), sine (forecast the next "
+        "steps), smoothing (denoise every step)")
+    n_samples: int = Field(1024, gt=0, description="Windows to generate")
+    window: int = Field(48, gt=0, description="Time steps per input window")
+    horizon: int = Field(1, gt=0, description="Steps to forecast (sine); per-step sources ignore it")
+    n_features: int = Field(1, gt=0, description="Input features per step (random source)")
+    n_targets: int = Field(1, gt=0, description="Targets per step (random source)")
+    noise: float = Field(0.5, ge=0, description="Standard deviation of the added noise")
+    val_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for validation")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for the test set")
+    data_seed: int = Field(0, ge=0, description="Seed of the data generator")
+
+    @property
+    def per_step(self) -> bool:
+        """True when the target has one value per input step (no forecast horizon)."""
+        return self.source in ("random", "smoothing")
+
+
+class ModelConfig(Section):
+    cell: Literal["rnn", "lstm", "gru"] = Field("gru", description="Recurrent cell")
+    hidden_size: int = Field(32, gt=0, description="Hidden units per direction")
+    num_layers: int = Field(1, gt=0, description="Stacked recurrent layers")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between stacked layers")
+    variants: list[Variant] = Field(["rnn", "brnn"], min_length=1,
+                                    description="Directions to train: rnn (uni), brnn (bi)")
+
+
+class TrainConfig(Section):
+    epochs: int = Field(30, gt=0, description="Passes over the training windows")
+    lr: float = Field(0.01, gt=0, description="Learning rate")
+    batch_size: int = Field(64, gt=0, description="Windows per optimizer step")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer")
+    loss: Literal["mse", "mae", "huber"] = Field("mse", description="Training loss")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty")
+    patience: int = Field(10, ge=0, description="Early-stopping patience in epochs (0: off)")
+    grad_clip: float = Field(1.0, ge=0, description="Max gradient norm (0: off)")
+    seed: int = Field(0, ge=0, description="Seed for weights and shuffling")
+    shuffle: bool = Field(True, description="Shuffle training windows every epoch")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present")
+    amp: bool = Field(False, description="Mixed precision on CUDA")
+    num_threads: int = Field(0, ge=0, description="Torch threads per model (0: pick by size)")
+    concurrent: bool = Field(True, description="Train the variants at the same time")
+
+
+class TrackingConfig(Section):
+    experiment: str = Field("rnnflow", min_length=1, description="MLflow experiment name")
+    model_name: str = Field("rnnflow", min_length=1, description="Registered model name")
+    metric: Literal["rmse", "mae", "mse"] = Field("rmse", description="Test metric that picks the "
+                                                   "best variant (lower is better)")
+    register_best: bool = Field(True, description="Register the best variant in the model registry")
+
+
+# Each preset is a set of defaults under what the user sets; `tutorial` is the seed tutorial:
+# X (16, 10, 5) -> y (16, 10, 1), nn.RNN(5, 8) + Linear(8, 1), Adam lr 0.01, MSE, 50 epochs,
+# one full batch. Its 4 + 4 extra windows give the pipeline a validation and a test set.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoothing": {},
+    "sine": {"data": {"source": "sine", "horizon": 4, "noise": 0.1}},
+    "tutorial": {
+        "data": {"source": "random", "n_samples": 24, "window": 10, "n_features": 5,
+                 "n_targets": 1, "val_fraction": 1 / 6, "test_fraction": 1 / 6},
+        "model": {"cell": "rnn", "hidden_size": 8, "variants": ["rnn"]},
+        "train": {"epochs": 50, "lr": 0.01, "batch_size": 16, "patience": 0, "grad_clip": 0.0,
+                  "shuffle": False},
+    },
+}
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class PipelineConfig(Section):
+    """Everything one training flow run needs."""
+
+    preset: Preset = Field("smoothing", description="Bundle of defaults: " + ", ".join(PRESETS))
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        preset = values.get("preset", "smoothing")
+        if preset not in PRESETS:
+            return values  # field validation reports the allowed names
+        values = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in values.items()}
+        return _merge(PRESETS[preset], values)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line naming the parameter."""
+
+
+def describe(error: ValidationError) -> str:
+    """One line per problem: 'train.epochs: Input should be greater than 0 (got 0)'."""
+    lines = []
+    for e in error.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "config"
+        got = f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else ""
+        msg = "unknown parameter" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"{where}: {msg}{got}")
+    return "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> PipelineConfig:
+    """Config from an optional YAML file with ``overrides`` (nested dict) on top."""
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: malformed YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return PipelineConfig.model_validate(_merge(raw, overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None

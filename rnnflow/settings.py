@@ -1,0 +1,24 @@
+"""Offline, local defaults for Prefect and MLflow, applied before either is imported."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Measured on this kind of machine (see FIELD-NOTES): analytics make the temporary server print
+# a 'database is locked' traceback, telemetry makes MLflow look up a remote host, and a new
+# temporary server can take more than Prefect's default 20 s to start.
+DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def apply_defaults(root: Path | None = None) -> None:
+    """Set the defaults above and a local SQLite tracking store unless the user set their own."""
+    root = (root or Path.cwd()).resolve()
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    os.environ.setdefault("RNNFLOW_ARTIFACT_ROOT", str(root / "mlartifacts"))

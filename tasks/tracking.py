@@ -1,0 +1,149 @@
+"""Every MLflow call the pipeline makes: run lifecycle, params, metrics, models, registry.
+
+Runs are addressed by id through ``MlflowClient``, never through MLflow's active run: that
+belongs to one thread, and Prefect runs submitted tasks in a thread pool.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+import warnings
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from rnnmodel import EpochStats
+
+# Pinned so that logging a model never starts MLflow's slow requirement inference.
+PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+
+_open_runs: set[str] = set()
+_open_lock = threading.Lock()
+# Set when the flow is interrupted; training callbacks check it and stop at the next epoch.
+cancelled = threading.Event()
+# torch.export, which MLflow uses to save PyTorch models, keeps module state in globals and
+# fails when two threads export at once ("_EXPORT_MODULE_HIERARCHY must not be None").
+_export_lock = threading.Lock()
+
+
+class RunCancelled(Exception):
+    """Training was stopped because the flow run was interrupted."""
+
+
+def client() -> MlflowClient:
+    return MlflowClient()
+
+
+def experiment_id(name: str) -> str:
+    """The experiment's id, creating it with an absolute artifact location if it is new."""
+    c = client()
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = Path(os.environ.get("RNNFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
+    return c.create_experiment(name, artifact_location=root.as_uri())
+
+
+@contextmanager
+def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
+                tags: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Create a run and end it FINISHED, FAILED on an error, or KILLED on an interrupt."""
+    all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+    if parent_run_id:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = client().create_run(experiment_id(experiment), run_name=name, tags=all_tags)
+    run_id = run.info.run_id
+    with _open_lock:
+        _open_runs.add(run_id)
+    status = "FAILED"
+    try:
+        yield run_id
+        status = "FINISHED"
+    except BaseException as exc:
+        # Ctrl-C, or SIGTERM turned by Prefect's engine into a TerminationSignal: tell training
+        # threads to stop at their next epoch so their runs end too.
+        if isinstance(exc, (KeyboardInterrupt, RunCancelled)) or type(exc).__name__ == "TerminationSignal":
+            status = "KILLED"
+            cancelled.set()
+        raise
+    finally:
+        end_run(run_id, status)
+
+
+def end_run(run_id: str, status: str) -> None:
+    with _open_lock:
+        if run_id not in _open_runs:
+            return
+        _open_runs.discard(run_id)
+    client().set_terminated(run_id, status=status)
+
+
+def log_params(run_id: str, params: Mapping[str, object]) -> None:
+    client().log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
+
+
+def log_metrics(run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    ts = _now_ms()
+    client().log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+
+
+def set_tags(run_id: str, tags: Mapping[str, object]) -> None:
+    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def epoch_logger(run_id: str):
+    """A callback for ``rnnmodel.fit`` that logs one batch of metrics per epoch."""
+    def on_epoch(stats: EpochStats) -> None:
+        if cancelled.is_set():
+            raise RunCancelled("flow run interrupted")
+        metrics = {"train_loss": stats.train_loss, "epoch_seconds": stats.seconds}
+        if stats.val_loss is not None:
+            metrics["val_loss"] = stats.val_loss
+        log_metrics(run_id, metrics, step=stats.epoch)
+    return on_epoch
+
+
+def log_torch_model(run_id: str, model: torch.nn.Module, example: torch.Tensor) -> str:
+    """Log the network with a signature inferred from ``example``; returns the model URI."""
+    import mlflow.pytorch  # 1-2 s of imports, paid only by runs that log a model
+
+    # torch.export pins the batch size to the example's when it is 1: keep two rows.
+    example = example[:2].detach().cpu().numpy()
+    with _export_lock, warnings.catch_warnings():
+        # Export warns that nn.RNN assigns `_flat_weights` while tracing; it is harmless.
+        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
+        info = mlflow.pytorch.log_model(
+            copy.deepcopy(model).cpu().eval(), name="model", input_example=example, run_id=run_id,
+            pip_requirements=PIP_REQUIREMENTS,
+        )
+    return info.model_uri
+
+
+def register(model_uri: str, name: str, tags: Mapping[str, object]) -> str:
+    """Register ``model_uri`` as a new version of ``name``; returns the version."""
+    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    return mv.version
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    try:
+        return client().get_model_version_by_alias(name, alias).version
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    client().set_registered_model_alias(name, alias, version)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
