@@ -7,6 +7,7 @@ import sys
 import typing
 from pathlib import Path
 
+import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, PipelineConfig, load_config
@@ -14,6 +15,13 @@ from rnnflow.settings import apply_defaults
 
 SECTIONS = {name: f.annotation for name, f in PipelineConfig.model_fields.items()
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (no usage dump) and exits with code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -88,19 +96,30 @@ def format_summary(summary, cfg: PipelineConfig) -> str:
 def _serve(args: argparse.Namespace) -> int:
     from rnnflow.serve import serve
 
-    return serve(args.cron, args.interval)
+    overrides = None
+    if args.config:
+        load_config(args.config)  # fail now on a bad file, not in every scheduled run
+        overrides = yaml.safe_load(args.config.read_text())
+    schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
+    try:
+        return serve(args.deployment, schedule, args.port, overrides)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnnflow", description="Train, compare and ship RNN/BRNN models.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="rnnflow", description="Train, compare and ship RNN/BRNN models.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     train = sub.add_parser("train", help="train the configured variants and register the best")
     _add_config_flags(train)
     train.add_argument("--dry-run", action="store_true", help="validate and print the config, train nothing")
     train.set_defaults(func=_train)
-    serve = sub.add_parser("serve", help="serve the training flow on its prefect.yaml schedule")
-    serve.add_argument("--cron", help="override the schedule (cron syntax)")
-    serve.add_argument("--interval", type=float, help="run every N seconds instead of the cron")
+    serve = sub.add_parser("serve", help="serve the prefect.yaml deployments on their schedules")
+    serve.add_argument("--deployment", action="append", help="serve only this deployment (repeatable)")
+    serve.add_argument("--cron", help="replace the schedules with this cron expression")
+    serve.add_argument("--interval", type=float, help="run every N seconds instead")
+    serve.add_argument("--port", type=int, default=4200, help="port of the local prefect server")
+    serve.add_argument("--config", type=Path, help="YAML config laid over each deployment's config")
     serve.set_defaults(func=_serve)
     return parser
 

@@ -18,7 +18,7 @@ Variant = Literal["rnn", "brnn"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -30,7 +30,7 @@ class DataConfig(Section):
     horizon: int = Field(1, gt=0, description="Steps to forecast (sine); per-step sources ignore it")
     n_features: int = Field(1, gt=0, description="Input features per step (random source)")
     n_targets: int = Field(1, gt=0, description="Targets per step (random source)")
-    noise: float = Field(0.5, ge=0, description="Standard deviation of the added noise")
+    noise: float = Field(0.3, ge=0, description="Standard deviation of the added noise")
     val_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for validation")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for the test set")
     data_seed: int = Field(0, ge=0, description="Seed of the data generator")
@@ -91,10 +91,10 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def _merge(base: dict, over: dict) -> dict:
+def merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -116,7 +116,7 @@ class PipelineConfig(Section):
         if preset not in PRESETS:
             return values  # field validation reports the allowed names
         values = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in values.items()}
-        return _merge(PRESETS[preset], values)
+        return merge(PRESETS[preset], values)
 
 
 class ConfigError(ValueError):
@@ -148,6 +148,6 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(raw).__name__}")
     try:
-        return PipelineConfig.model_validate(_merge(raw, overrides or {}))
+        return PipelineConfig.model_validate(merge(raw, overrides or {}))
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None

@@ -131,12 +131,12 @@ def log_torch_model(run_id: str, model: torch.nn.Module, example: torch.Tensor) 
 def register(model_uri: str, name: str, tags: Mapping[str, object]) -> str:
     """Register ``model_uri`` as a new version of ``name``; returns the version."""
     mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
-    return mv.version
+    return str(mv.version)
 
 
 def alias_version(name: str, alias: str) -> str | None:
     try:
-        return client().get_model_version_by_alias(name, alias).version
+        return str(client().get_model_version_by_alias(name, alias).version)
     except mlflow.exceptions.MlflowException:
         return None
 

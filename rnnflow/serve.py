@@ -1,0 +1,99 @@
+"""`rnnflow serve`: run the deployments of prefect.yaml on their schedules, without a work pool.
+
+Prefect cannot schedule on its temporary server, so when ``PREFECT_API_URL`` is unset this
+starts ``prefect server start`` on 127.0.0.1 for as long as serving lasts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+
+
+def load_deployments(path: Path = PREFECT_YAML) -> list[dict]:
+    """The `deployments:` entries of prefect.yaml."""
+    return yaml.safe_load(path.read_text())["deployments"]
+
+
+def import_flow(entrypoint: str):
+    """`flows/train.py:train_flow` -> the flow object."""
+    file, name = entrypoint.split(":")
+    module = importlib.import_module(file.removesuffix(".py").replace("/", "."))
+    return getattr(module, name)
+
+
+def _healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def local_server(port: int, timeout: float = 90):
+    """Start `prefect server start` on 127.0.0.1:port, yield its API URL, stop it after."""
+    api_url = f"http://127.0.0.1:{port}/api"
+    prefect = Path(sys.executable).with_name("prefect")
+    proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(api_url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"prefect server did not start on 127.0.0.1:{port}; start it by "
+                                   f"hand with `prefect server start --host 127.0.0.1 --port {port}`")
+            time.sleep(0.5)
+        print(f"rnnflow serve: started prefect server at {api_url} (UI http://127.0.0.1:{port})")
+        yield api_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def serve(names: list[str] | None = None, schedule: dict | None = None, port: int = 4200,
+          overrides: dict | None = None) -> int:
+    """Serve the named deployments of prefect.yaml (all by default).
+
+    ``schedule`` ({"cron": ...} or {"interval": seconds}) replaces their own schedules and
+    ``overrides`` (a nested config dict) goes on top of their ``config`` parameter.
+    """
+    specs = [d for d in load_deployments() if not names or d["name"] in names]
+    if not specs:
+        known = [d["name"] for d in load_deployments()]
+        raise ValueError(f"no deployment named {names} in prefect.yaml; known: {known}")
+    if os.environ.get("PREFECT_API_URL"):
+        return _serve(specs, schedule, overrides)
+    with local_server(port) as api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+        return _serve(specs, schedule, overrides)
+
+
+def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None) -> int:
+    from prefect import serve as prefect_serve
+
+    from rnnflow.config import merge
+
+    deployments = []
+    for spec in specs:
+        params = spec.get("parameters", {})
+        if overrides:
+            params = {**params, "config": merge(params.get("config", {}), overrides)}
+        when = schedule or {"cron": spec["schedules"][0]["cron"]}
+        flow = import_flow(spec["entrypoint"])
+        deployments.append(flow.to_deployment(name=spec["name"], parameters=params, **when))
+    prefect_serve(*deployments)
+    return 0

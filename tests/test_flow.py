@@ -1,0 +1,88 @@
+"""The training flow end to end, against a temporary SQLite MLflow store, read back."""
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from flows.train import train_flow
+from rnnmodel import predict
+from tests.conftest import tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def runs(client, experiment="rnnflow"):
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def test_flow_logs_compares_and_registers(mlflow_store):
+    cfg = tiny_config()
+    summary = train_flow(cfg)
+    client = MlflowClient()
+
+    parent = client.get_run(summary.parent_run_id)
+    children = [r for r in runs(client) if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert parent.info.status == "FINISHED"
+    assert sorted(r.info.run_name for r in children) == ["gru-brnn", "gru-rnn"]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.params["bidirectional"] == str(child.info.run_name.endswith("brnn"))
+        assert {"cell", "hidden_size", "num_layers", "lr", "epochs", "batch_size", "seed", "device",
+                "data_window"} <= set(child.data.params)
+        assert child.data.tags["prefect.flow_run_id"] == parent.data.tags["prefect.flow_run_id"]
+        for key in ("train_loss", "val_loss"):
+            history = client.get_metric_history(child.info.run_id, key)
+            assert [m.step for m in history] == list(range(cfg.train.epochs))
+        variant = summary.results[child.data.params["variant"]]
+        assert child.data.metrics["test_rmse"] == pytest.approx(variant.metrics["rmse"])
+        assert [m.value for m in client.get_metric_history(child.info.run_id, "train_loss")] == \
+            pytest.approx(variant.history.train_loss)
+
+    best = summary.results[summary.best]
+    assert best.metrics["rmse"] == min(r.metrics["rmse"] for r in summary.results.values())
+    assert (summary.version, summary.aliases) == ("1", ["challenger", "champion"])
+    champion = mlflow.pyfunc.load_model("models:/rnnflow@champion")
+    from tasks.data import make_splits
+    x = make_splits.fn(cfg.data).test.x
+    expected = predict(best.model, x).numpy()
+    np.testing.assert_allclose(champion.predict(x.numpy()), expected, rtol=1e-5, atol=1e-6)
+    as_torch = mlflow.pytorch.load_model("models:/rnnflow@champion")
+    np.testing.assert_allclose(as_torch(x).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+
+    # A second run adds a version and makes it the challenger; the champion stays put.
+    again = train_flow(tiny_config(train={"concurrent": False}))
+    assert (again.version, again.aliases) == ("2", ["challenger"])
+    assert str(client.get_model_version_by_alias("rnnflow", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("rnnflow", "challenger").version) == "2"
+    # Sequential and concurrent training give the same numbers for the same seed.
+    for variant, result in again.results.items():
+        assert result.history.train_loss == summary.results[variant].history.train_loss
+
+
+def test_failed_training_fails_the_runs_and_registers_nothing(mlflow_store):
+    train_flow(tiny_config(model={"variants": ["rnn"]}))  # version 1, champion
+    client = MlflowClient()
+    before = {a: client.get_model_version_by_alias("rnnflow", a).version for a in ("champion", "challenger")}
+    bad = tiny_config(train={"lr": 1e30, "optimizer": "sgd", "grad_clip": 0.0, "epochs": 5})
+    state = train_flow(bad, return_state=True)
+    assert state.is_failed()
+    assert "loss is" in str(state.message) or "loss is" in repr(state.result(raise_on_failure=False))
+    statuses = sorted((r.info.run_name.split("-")[-1], r.info.status) for r in runs(client)
+                      if r.info.start_time > 0)
+    assert all(s != "RUNNING" for _, s in statuses)
+    assert [s for name, s in statuses if name in ("rnn", "brnn")].count("FAILED") == 2
+    assert len(client.search_model_versions("name='rnnflow'")) == 1
+    after = {a: client.get_model_version_by_alias("rnnflow", a).version for a in ("champion", "challenger")}
+    assert after == before
+
+
+@pytest.mark.parametrize("preset", ["tutorial", "sine"])
+def test_other_presets_run_end_to_end(mlflow_store, preset):
+    summary = train_flow(tiny_config(preset=preset, train={"epochs": 2},
+                                     tracking={"register_best": False}))
+    assert summary.version is None
+    assert all(r.history.epochs_run == 2 for r in summary.results.values())
+    assert not MlflowClient().search_registered_models()
