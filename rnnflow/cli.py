@@ -102,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         overrides = yaml.safe_load(args.config.read_text())
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
     try:
-        return serve(args.deployment, schedule, args.port, overrides)
+        return serve(args.deployment, schedule, args.port, overrides, args.limit)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--interval", type=float, help="run every N seconds instead")
     serve.add_argument("--port", type=int, default=4200, help="port of the local prefect server")
     serve.add_argument("--config", type=Path, help="YAML config laid over each deployment's config")
+    serve.add_argument("--limit", type=int, default=1, help="flow runs allowed at once (default 1)")
     serve.set_defaults(func=_serve)
     return parser
 

@@ -65,27 +65,32 @@ def local_server(port: int, timeout: float = 90):
 
 
 def serve(names: list[str] | None = None, schedule: dict | None = None, port: int = 4200,
-          overrides: dict | None = None) -> int:
+          overrides: dict | None = None, limit: int = 1) -> int:
     """Serve the named deployments of prefect.yaml (all by default).
 
     ``schedule`` ({"cron": ...} or {"interval": seconds}) replaces their own schedules and
-    ``overrides`` (a nested config dict) goes on top of their ``config`` parameter.
+    ``overrides`` (a nested config dict) goes on top of their ``config`` parameter; at most
+    ``limit`` flow runs train at once, the rest wait their turn.
     """
     specs = [d for d in load_deployments() if not names or d["name"] in names]
     if not specs:
         known = [d["name"] for d in load_deployments()]
         raise ValueError(f"no deployment named {names} in prefect.yaml; known: {known}")
     if os.environ.get("PREFECT_API_URL"):
-        return _serve(specs, schedule, overrides)
+        return _serve(specs, schedule, overrides, limit)
     with local_server(port) as api_url:
         os.environ["PREFECT_API_URL"] = api_url
-        return _serve(specs, schedule, overrides)
+        return _serve(specs, schedule, overrides, limit)
 
 
-def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None) -> int:
+def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, limit: int) -> int:
     from prefect import serve as prefect_serve
 
-    from rnnflow.config import merge
+    from rnnflow.config import load_config, merge
+    from tasks import tracking
+
+    # Two runs creating a new SQLite store at once race on its migrations: create it now.
+    tracking.experiment_id(load_config(overrides=overrides).tracking.experiment)
 
     deployments = []
     for spec in specs:
@@ -95,5 +100,5 @@ def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None) -> 
         when = schedule or {"cron": spec["schedules"][0]["cron"]}
         flow = import_flow(spec["entrypoint"])
         deployments.append(flow.to_deployment(name=spec["name"], parameters=params, **when))
-    prefect_serve(*deployments)
+    prefect_serve(*deployments, limit=limit)  # returns after SIGTERM or Ctrl-C
     return 0

@@ -1,0 +1,54 @@
+"""`rnnflow serve` starts a real Prefect server, and a scheduled run fires and completes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store):
+    port = free_port()
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("data: {n_samples: 64, window: 8}\nmodel: {hidden_size: 4}\ntrain: {epochs: 2}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(MLFLOW_TRACKING_URI=mlflow_store, RNNFLOW_ARTIFACT_ROOT=str(tmp_path / "art"),
+               PREFECT_HOME=str(tmp_path / "prefect-home"))
+    exe = Path(sys.executable).with_name("rnnflow")
+    log = (tmp_path / "serve.log").open("w+")
+    proc = subprocess.Popen([exe, "serve", "--deployment", "nightly-train", "--interval", "15",
+                             "--port", str(port), "--config", str(tiny)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    client = MlflowClient(mlflow_store)
+    try:
+        deadline, finished = time.monotonic() + 150, []
+        while not finished and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(2)
+            exp = client.get_experiment_by_name("rnnflow")
+            finished = [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "FINISHED"
+                        and "mlflow.parentRunId" not in r.data.tags] if exp else []
+        log.seek(0)
+        assert finished, f"no scheduled run completed; serve printed:\n{log.read()[-3000:]}"
+        assert finished[0].data.tags["prefect.flow_run_id"]
+        assert client.get_model_version_by_alias("rnnflow", "champion")
+    finally:
+        proc.send_signal(signal.SIGTERM)  # Prefect's runner shuts down gracefully on SIGTERM
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    with socket.socket() as s:  # the server it started is gone with it
+        assert s.connect_ex(("127.0.0.1", port)) != 0
