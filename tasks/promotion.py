@@ -1,0 +1,177 @@
+"""Gate and move the ``champion`` alias of a registered model; shared by flows and the CLI.
+
+Plain functions over an ``MlflowClient`` passed in, so a flow, a CLI command and a test use
+the same code against whatever store that client points at. Aliases and tags only: registry
+stages are deprecated. Scores are lower-is-better (rmse).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
+TAG = "promotion."  # prefix of every tag this module writes on a model version
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    margin: float | None  # (champion - challenger) / champion; None without a usable champion
+    challenger_score: float
+    champion_score: float | None
+    min_improvement: float
+
+
+def decide(champion_score: float | None, challenger_score: float,
+           min_improvement: float) -> Decision:
+    """Promote when there is no champion or the challenger beats it by ``min_improvement``."""
+    if not 0.0 <= min_improvement < 1.0:
+        raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
+    args = dict(challenger_score=challenger_score, champion_score=champion_score,
+                min_improvement=min_improvement)
+    if not math.isfinite(challenger_score):
+        # A diverged challenger must never win, whatever the champion scored.
+        return Decision(False, f"challenger score {challenger_score} is not finite", None, **args)
+    if champion_score is None:
+        return Decision(True, "no champion yet", None, **args)
+    if not math.isfinite(champion_score):
+        # The champion failed on this holdout; a finite challenger is the better bet.
+        return Decision(True, f"champion score {champion_score} is not finite", None, **args)
+    diff = champion_score - challenger_score
+    # A perfect (0.0) champion leaves the ratio undefined: a tie is 0, anything else -inf.
+    margin = diff / champion_score if champion_score else (0.0 if diff == 0 else -math.inf)
+    threshold = champion_score * (1.0 - min_improvement)
+    promote = challenger_score <= threshold
+    reason = (f"challenger {challenger_score:.6g} {'<=' if promote else '>'} {threshold:.6g} "
+              f"(champion {champion_score:.6g} less {min_improvement:.2%})")
+    return Decision(promote, reason, margin, **args)
+
+
+def snapshot_aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """Every alias of the model and the version it points at."""
+    model = _require_model(client, name)
+    # The store returns versions as ints here but as strings elsewhere: normalise to str.
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def restore_aliases(client: MlflowClient, name: str, snapshot: Mapping[str, str],
+                    only: Iterable[str] | None = None) -> None:
+    """Put aliases back as in ``snapshot``: re-point changed ones, delete ones it lacked."""
+    current = snapshot_aliases(client, name)
+    # Restricting to the aliases a caller touched keeps a concurrent writer's other aliases.
+    aliases = set(only) if only is not None else set(snapshot) | set(current)
+    for alias in sorted(aliases):
+        if alias in snapshot and current.get(alias) != snapshot[alias]:
+            client.set_registered_model_alias(name, alias, snapshot[alias])
+        elif alias not in snapshot and alias in current:
+            client.delete_registered_model_alias(name, alias)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at, or None when the model has no such alias."""
+    return snapshot_aliases(client, name).get(alias)
+
+
+def challenger_version(client: MlflowClient, name: str) -> str:
+    """The challenger's version; a ValueError naming the model when there is none."""
+    aliases = snapshot_aliases(client, name)
+    if CHALLENGER not in aliases:
+        raise ValueError(f"registered model {name!r} has no {CHALLENGER!r} alias "
+                         f"(aliases: {_listing(aliases)}); register a new version first")
+    return aliases[CHALLENGER]
+
+
+def apply_promotion(client: MlflowClient, name: str, challenger_version: str, decision: Decision,
+                    record: Mapping[str, object] | None = None) -> None:
+    """Record ``decision`` as version tags and, when it promotes, move the aliases atomically.
+
+    ``record`` adds context tags (e.g. ``data_digest``, ``flow_run_id``, ``metric``). Tags say
+    what was decided and are written first; only the alias moves are rolled back on failure.
+    """
+    challenger_version = str(challenger_version)
+    _require_version(client, name, challenger_version)
+    before = snapshot_aliases(client, name)
+    champion = before.get(CHAMPION)
+    tags = {"decision": "promote" if decision.promote else "keep", "reason": decision.reason,
+            "challenger_score": decision.challenger_score,
+            "champion_score": decision.champion_score, "champion_version": champion,
+            "margin": decision.margin,
+            "min_improvement": decision.min_improvement, **(record or {})}
+    for key, value in tags.items():
+        if value is not None:  # absent facts are left out rather than written as "None"
+            client.set_model_version_tag(name, challenger_version, TAG + key, str(value))
+    if champion is not None and champion != challenger_version:
+        client.set_model_version_tag(name, champion, TAG + "last_challenger", challenger_version)
+        client.set_model_version_tag(name, champion, TAG + "last_outcome",
+                                     "replaced" if decision.promote else "kept")
+    if not decision.promote or champion == challenger_version:
+        return  # nothing to move: kept, or the challenger already is the champion
+    moves = [(PREVIOUS, champion)] if champion is not None else []
+    _move_aliases(client, name, before, moves + [(CHAMPION, challenger_version)])
+
+
+def rollback(client: MlflowClient, name: str) -> str:
+    """Make ``previous-champion`` the champion again and delete ``previous-champion``.
+
+    Not a toggle: a second rollback without a promotion in between fails, so it can never
+    re-promote the version just rolled back. That version stays tagged ``promotion.rolled_back``.
+    Returns the version that is champion now.
+    """
+    before = snapshot_aliases(client, name)
+    if PREVIOUS not in before:
+        raise ValueError(f"registered model {name!r} has no {PREVIOUS!r} alias to roll back to "
+                         f"(aliases: {_listing(before)})")
+    restored, demoted = before[PREVIOUS], before.get(CHAMPION)
+    _move_aliases(client, name, before, [(CHAMPION, restored), (PREVIOUS, None)])
+    if demoted is not None and demoted != restored:
+        client.set_model_version_tag(name, demoted, TAG + "rolled_back", f"champion -> v{restored}")
+    return restored
+
+
+def _move_aliases(client: MlflowClient, name: str, before: Mapping[str, str],
+                  moves: list[tuple[str, str | None]]) -> None:
+    """Apply alias moves (None deletes) all or nothing, restoring ``before`` on any failure."""
+    try:
+        for alias, version in moves:
+            if version is None:
+                client.delete_registered_model_alias(name, alias)
+            else:
+                client.set_registered_model_alias(name, alias, version)
+    except BaseException as exc:  # Ctrl-C halfway must not leave a half-moved registry either
+        try:
+            restore_aliases(client, name, before, only=[alias for alias, _ in moves])
+        except Exception as restore_exc:
+            exc.add_note(f"restoring the aliases of {name!r} failed too: {restore_exc!r}; "
+                         f"they were {dict(before)}")
+        raise
+
+
+def _require_model(client: MlflowClient, name: str):
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        names = sorted(m.name for m in client.search_registered_models())
+        raise ValueError(f"no registered model {name!r}; registered models: "
+                         f"{', '.join(names) or '(none)'}") from None
+
+
+def _require_version(client: MlflowClient, name: str, version: str) -> None:
+    _require_model(client, name)
+    try:
+        client.get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+        raise ValueError(f"registered model {name!r} has no version {version!r}") from None
+
+
+def _listing(aliases: Mapping[str, str]) -> str:
+    return ", ".join(f"{a}=v{v}" for a, v in sorted(aliases.items())) or "none"
