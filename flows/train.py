@@ -11,7 +11,8 @@ from prefect.futures import wait
 from rnnflow.config import PipelineConfig
 from rnnmodel import resolve_device
 from tasks import tracking
-from tasks.data import make_splits
+from tasks.data import DataBundle, prepare_data
+from tasks.evaluate import baseline_metrics
 from tasks.registry import assign_aliases, register_model
 from tasks.train import VariantResult, train_variant
 
@@ -34,14 +35,17 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
     tracking.cancelled.clear()
     tags = {"prefect.flow_run_id": str(runtime.flow_run.id),
             "prefect.flow_run_name": str(runtime.flow_run.name)}
-    splits = make_splits(cfg.data)
+    bundle = prepare_data(cfg.data)
+    baselines = baseline_metrics(bundle, cfg.data)
     with tracking.tracked_run(cfg.tracking.experiment, f"{cfg.preset}-{tags['prefect.flow_run_name']}",
                               tags=tags) as parent_id:
         tracking.log_params(parent_id, {"preset": cfg.preset, "variants": ",".join(cfg.model.variants)})
-        results = _train_variants(splits, _threads_per_variant(cfg), parent_id, tags)
+        if bundle.frame is not None:
+            tracking.log_dataset(parent_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
+        results = _train_variants(bundle, _threads_per_variant(cfg), parent_id, tags, baselines)
         best = min(results.values(), key=lambda r: r.metrics[cfg.tracking.metric])
-        tracking.log_metrics(parent_id, {f"{r.variant}_test_{k}": v
-                                         for r in results.values() for k, v in r.metrics.items()})
+        tracking.log_metrics(parent_id, baselines | {f"{r.variant}_test_{k}": v
+                                                     for r in results.values() for k, v in r.metrics.items()})
         tracking.set_tags(parent_id, {"best_variant": best.variant})
         summary = TrainSummary(parent_id, results, best.variant)
         if cfg.tracking.register_best:
@@ -64,12 +68,12 @@ def _threads_per_variant(cfg: PipelineConfig) -> PipelineConfig:
     return cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_threads": threads})})
 
 
-def _train_variants(splits, cfg: PipelineConfig, parent_id: str,
-                    tags: dict[str, str]) -> dict[str, VariantResult]:
+def _train_variants(bundle: DataBundle, cfg: PipelineConfig, parent_id: str, tags: dict[str, str],
+                    baselines: dict[str, float]) -> dict[str, VariantResult]:
     """Train the variants, side by side when configured; every failure fails the flow."""
     variants = cfg.model.variants
     if not cfg.train.concurrent or len(variants) == 1:
-        return {v: train_variant(splits, cfg, v, parent_id, tags) for v in variants}
-    futures = [train_variant.submit(splits, cfg, v, parent_id, tags) for v in variants]
+        return {v: train_variant(bundle, cfg, v, parent_id, tags, baselines) for v in variants}
+    futures = [train_variant.submit(bundle, cfg, v, parent_id, tags, baselines) for v in variants]
     wait(futures)  # let every variant end before reading results, so no run is left behind
     return {v: f.result() for v, f in zip(variants, futures)}

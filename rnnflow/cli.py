@@ -33,18 +33,25 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section, model in SECTIONS.items():
         group = parser.add_argument_group(section)
         for name, field in model.model_fields.items():
-            kwargs: dict = {"dest": f"{section}.{name}", "default": argparse.SUPPRESS,
-                            "help": field.description}
-            tp, args = field.annotation, typing.get_args(field.annotation)
-            if typing.get_origin(tp) is list:
-                kwargs.update(nargs="+", choices=typing.get_args(args[0]) or None)
-            elif typing.get_origin(tp) is typing.Literal:
-                kwargs["choices"] = args
-            elif tp is bool:
-                kwargs["action"] = argparse.BooleanOptionalAction
-            else:
-                kwargs["type"] = tp
-            group.add_argument("--" + name.replace("_", "-"), **kwargs)
+            flag = (field.json_schema_extra or {}).get("flag", "--" + name.replace("_", "-"))
+            group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
+                               help=field.description, **_flag_kind(field.annotation, name))
+
+
+def _flag_kind(tp, name: str) -> dict:
+    """argparse keywords for a field of type ``tp``: choices, a converter or an action."""
+    args = typing.get_args(tp)
+    if type(None) in args:  # `int | None`: the flag takes an int
+        return _flag_kind(next(a for a in args if a is not type(None)), name)
+    if typing.get_origin(tp) is list:
+        # `--target A --target B` and `--target A B` both give ["A", "B"]
+        item = _flag_kind(args[0], name)
+        return {"nargs": "+", "action": "extend", **{k: v for k, v in item.items() if k != "action"}}
+    if typing.get_origin(tp) is typing.Literal:
+        return {"choices": args}
+    if tp is bool:
+        return {"action": argparse.BooleanOptionalAction}
+    return {"type": tp, "metavar": name.upper()}
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -67,6 +74,8 @@ def _train(args: argparse.Namespace) -> int:
         resolve_device(cfg.train.device)
     except ValueError as exc:
         raise ConfigError(f"train.device: {exc}") from None
+    if cfg.data.source == "file":
+        check_file_data(cfg)
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return 0
@@ -77,13 +86,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_file_data(cfg: PipelineConfig) -> None:
+    """Read and window the file once before anything starts, so bad data exits with code 2."""
+    from tasks.data import file_bundle
+
+    try:
+        file_bundle(cfg.data)
+    except ValueError as exc:  # DataError, or too few rows for the windows
+        raise ConfigError(str(exc)) from None
+
+
 def format_summary(summary, cfg: PipelineConfig) -> str:
     """What a user wants to see after a run: metrics, run ids, registry state, next command."""
-    lines = ["", f"rnnflow: preset {cfg.preset}, {cfg.model.cell} cell, {cfg.data.window}-step windows"]
+    data = cfg.data.path if cfg.data.source == "file" else f"preset {cfg.preset}"
+    lines = ["", f"rnnflow: {data}, {cfg.model.cell} cell, {cfg.data.window}-step windows"]
     for variant, r in summary.results.items():
         m = r.metrics
         best = "  <- best" if variant == summary.best else ""
-        lines.append(f"  {variant:5s} test rmse {m['rmse']:.4f}  mae {m['mae']:.4f}  r2 {m['r2']:.3f}"
+        skill = f"  skill {m['skill_naive']:+.3f}" if "skill_naive" in m else ""
+        lines.append(f"  {variant:5s} test rmse {m['rmse']:.4g}  mae {m['mae']:.4g}  r2 {m['r2']:.3f}{skill}"
                      f"  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
     lines.append(f"  parent run {summary.parent_run_id}")
     if summary.version:
@@ -91,6 +112,21 @@ def format_summary(summary, cfg: PipelineConfig) -> str:
                      f" with alias {', '.join(summary.aliases)}")
     lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
     return "\n".join(lines)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from tasks.scoring import check_scoring_inputs
+    from tasks.series import DataError
+
+    try:
+        check_scoring_inputs(args.model_uri, args.data, args.out)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    from flows.predict import batch_predict
+
+    path = batch_predict(data=str(args.data), out=str(args.out), model_uri=args.model_uri)
+    print(f"rnnflow predict: wrote forecasts of {args.model_uri} to {path}")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -114,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.add_argument("--dry-run", action="store_true", help="validate and print the config, train nothing")
     train.set_defaults(func=_train)
+    pred = sub.add_parser("predict", help="score a CSV/Parquet file with a registered model")
+    pred.add_argument("--model-uri", default="models:/rnnflow@champion", help="MLflow model URI")
+    pred.add_argument("--data", type=Path, required=True, help="CSV or Parquet file with the training columns")
+    pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV or Parquet output")
+    pred.set_defaults(func=_predict)
     serve = sub.add_parser("serve", help="serve the prefect.yaml deployments on their schedules")
     serve.add_argument("--deployment", action="append", help="serve only this deployment (repeatable)")
     serve.add_argument("--cron", help="replace the schedules with this cron expression")

@@ -22,9 +22,22 @@ class Section(BaseModel):
 
 
 class DataConfig(Section):
-    source: Literal["random", "sine", "smoothing"] = Field(
-        "smoothing", description="Generator: random (the tutorial's noise), sine (forecast the next "
-        "steps), smoothing (denoise every step)")
+    source: Literal["random", "sine", "smoothing", "file"] = Field(
+        "smoothing", description="random (the tutorial's noise), sine (forecast the next steps), "
+        "smoothing (denoise every step), file (your CSV/Parquet; set by --data)")
+    path: str | None = Field(None, description="CSV or Parquet file to train on",
+                             json_schema_extra={"flag": "--data"})
+    target: list[str] = Field([], description="Target column(s) of the file (repeatable)")
+    features: list[str] = Field([], description="Extra input columns (targets are inputs too)")
+    time_column: str | None = Field(None, description="Column with the time stamps")
+    sort_time: bool = Field(False, description="Sort rows by the time column (else unsorted fails)")
+    layout: Literal["long", "wide"] = Field(
+        "long", description="long: one row per step; wide: one row per period (e.g. a year) with "
+        "one column per step, melted row by row into one series")
+    missing: Literal["fail", "interpolate", "ffill", "drop"] = Field(
+        "fail", description="What to do with missing values in the file")
+    stride: int = Field(1, gt=0, description="Steps between the starts of consecutive windows")
+    season_length: int | None = Field(None, gt=0, description="Season for the seasonal-naive baseline")
     n_samples: int = Field(1024, gt=0, description="Windows to generate")
     window: int = Field(48, gt=0, description="Time steps per input window")
     horizon: int = Field(1, gt=0, description="Steps to forecast (sine); per-step sources ignore it")
@@ -34,6 +47,23 @@ class DataConfig(Section):
     val_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for validation")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for the test set")
     data_seed: int = Field(0, ge=0, description="Seed of the data generator")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_source(cls, values: Any) -> Any:
+        if isinstance(values, dict) and values.get("path") and "source" not in values:
+            values = {**values, "source": "file"}
+        return values
+
+    @model_validator(mode="after")
+    def _file_needs_path_and_target(self) -> DataConfig:
+        if self.source == "file" and not (self.path and self.target):
+            raise ValueError("source 'file' needs path (--data FILE) and at least one target (--target COL)")
+        if self.path and self.source != "file":
+            raise ValueError(f"path is only read with source 'file', not {self.source!r}")
+        if self.layout == "wide" and len(self.target) != 1:
+            raise ValueError("layout 'wide' melts the file into one series: give exactly one target name")
+        return self
 
     @property
     def per_step(self) -> bool:
@@ -128,8 +158,8 @@ def describe(error: ValidationError) -> str:
     lines = []
     for e in error.errors():
         where = ".".join(str(p) for p in e["loc"]) or "config"
-        got = f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else ""
-        msg = "unknown parameter" if e["type"] == "extra_forbidden" else e["msg"]
+        got = f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "value_error") else ""
+        msg = "unknown parameter" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
         lines.append(f"{where}: {msg}{got}")
     return "; ".join(lines)
 

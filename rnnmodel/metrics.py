@@ -1,17 +1,19 @@
-"""Regression metrics on tensors of the same shape."""
+"""Regression metrics on tensors or arrays of the same shape."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
-def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
-    """MSE, RMSE, MAE and R² over every element."""
+def regression_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² over every element, computed in float64."""
+    pred, target = (torch.as_tensor(t).detach().cpu().double() for t in (pred, target))
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
-    err = (pred.double() - target.double())
+    err = pred - target
     mse = err.pow(2).mean()
-    var = (target.double() - target.double().mean()).pow(2).mean()
+    var = (target - target.mean()).pow(2).mean()
     return {
         "mse": mse.item(),
         "rmse": mse.sqrt().item(),

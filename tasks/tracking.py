@@ -16,15 +16,26 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import torch
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from rnnmodel import EpochStats
 
 # Pinned so that logging a model never starts MLflow's slow requirement inference.
 PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+# The file-data model runs rnnflow's own preprocessing: it ships that code with it.
+CODE_ROOT = Path(__file__).resolve().parent.parent
+FORECASTER_CODE = [str(CODE_ROOT / pkg) for pkg in ("rnnmodel", "rnnflow", "tasks")]
+
+# Two MLflow warnings that say nothing here, silenced for the process (warnings.catch_warnings
+# is not thread-safe, and variants log from threads): integer columns (a time column, a
+# forecast's origin and step) are never missing, and a local path matches two equivalent
+# dataset source types.
+warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
+warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
 
 _open_runs: set[str] = set()
 _open_lock = threading.Lock()
@@ -126,6 +137,33 @@ def log_torch_model(run_id: str, model: torch.nn.Module, example: torch.Tensor) 
             pip_requirements=PIP_REQUIREMENTS,
         )
     return info.model_uri
+
+
+def log_forecaster(run_id: str, checkpoint: Path, example: pd.DataFrame) -> str:
+    """Log the pyfunc model for file data (network + scaler + columns); returns its URI."""
+    import mlflow.pyfunc
+
+    # Model.log is what mlflow.pyfunc.log_model calls; unlike it, it takes a run id, so the
+    # model lands in this run whatever thread logs it. The model is logged from code (a file
+    # path), not pickled.
+    info = mlflow.models.Model.log(
+        artifact_path=None, name="model", flavor=mlflow.pyfunc,
+        python_model=str(CODE_ROOT / "tasks" / "forecaster_model.py"),
+        artifacts={"checkpoint": str(checkpoint)},
+        input_example=example, code_paths=FORECASTER_CODE, run_id=run_id,
+        pip_requirements=[*PIP_REQUIREMENTS, f"pandas=={pd.__version__}", "pydantic>=2.7", "pyyaml"],
+    )
+    return info.model_uri
+
+
+def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, context: str) -> str:
+    """Record the data a run read (name, source, digest, schema); returns the digest."""
+    import mlflow.data
+
+    dataset = mlflow.data.from_pandas(frame, source=source, name=Path(source).name, targets=target)
+    client().log_inputs(run_id, datasets=[DatasetInput(
+        dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+    return dataset.digest
 
 
 def register(model_uri: str, name: str, tags: Mapping[str, object]) -> str:

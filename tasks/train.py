@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rnnflow.config import PipelineConfig, Variant
-from rnnmodel import (History, SequenceRegressor, Splits, fit, init_model, predict,
-                      regression_metrics, resolve_device)
+from rnnmodel import History, SequenceRegressor, fit, init_model, resolve_device
 from tasks import tracking
+from tasks.data import DataBundle
+from tasks.evaluate import skill_scores, test_metrics
+from tasks.forecaster import save_checkpoint
+from tasks.series import ColumnSpec
 
 
 @dataclass
@@ -18,7 +23,7 @@ class VariantResult:
     variant: str
     run_id: str
     model_uri: str
-    metrics: dict[str, float]  # test metrics: mse, rmse, mae, r2
+    metrics: dict[str, float]  # test metrics in the data's units: mse, rmse, mae, r2, skill_*
     history: History
     model: SequenceRegressor
 
@@ -33,28 +38,47 @@ def run_params(cfg: PipelineConfig, variant: Variant, device: str) -> dict[str, 
     }
 
 
+def build_variant(cfg: PipelineConfig, bundle: DataBundle, variant: Variant) -> SequenceRegressor:
+    """The network for ``variant``, sized from the data, with seeded initial weights."""
+    train = bundle.splits.train
+    return init_model(
+        cfg.train.seed, input_size=train.x.shape[-1], output_size=train.y.shape[-1],
+        hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
+        bidirectional=variant == "brnn", dropout=cfg.model.dropout,
+        horizon=None if cfg.data.per_step else cfg.data.horizon,
+    )
+
+
+def log_model(run_id: str, model: SequenceRegressor, bundle: DataBundle, cfg: PipelineConfig) -> str:
+    """File data: a pyfunc that takes raw frames; synthetic data: the torch network itself."""
+    if bundle.frame is None:
+        return tracking.log_torch_model(run_id, model, bundle.splits.test.x)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = save_checkpoint(Path(tmp) / "checkpoint.pt", model, ColumnSpec.from_config(cfg.data),
+                               bundle.scaler, cfg.data.window)
+        return tracking.log_forecaster(run_id, ckpt, bundle.example)
+
+
 @task(cache_policy=NO_CACHE)
-def train_variant(splits: Splits, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
-                  tags: dict[str, str]) -> VariantResult:
-    """Fit one variant, log params, per-epoch losses, test metrics and the model."""
-    logger = get_run_logger()
+def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
+                  tags: dict[str, str], baselines: dict[str, float]) -> VariantResult:
+    """Fit one variant; log params, per-epoch losses, test metrics, skill and the model."""
     device = resolve_device(cfg.train.device)
     name = f"{cfg.model.cell}-{variant}"
     with tracking.tracked_run(cfg.tracking.experiment, name, parent_run_id, tags) as run_id:
         tracking.log_params(run_id, run_params(cfg, variant, device.type))
-        model = init_model(
-            cfg.train.seed, input_size=splits.train.x.shape[-1], output_size=splits.train.y.shape[-1],
-            hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
-            bidirectional=variant == "brnn", dropout=cfg.model.dropout,
-            horizon=None if cfg.data.per_step else cfg.data.horizon,
-        )
-        history = fit(model, splits.train, splits.val, cfg.train, device,
+        if bundle.frame is not None:
+            tracking.log_dataset(run_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
+        model = build_variant(cfg, bundle, variant)
+        history = fit(model, bundle.splits.train, bundle.splits.val, cfg.train, device,
                       on_epoch=tracking.epoch_logger(run_id))
-        metrics = regression_metrics(predict(model, splits.test.x).cpu(), splits.test.y)
-        tracking.log_metrics(run_id, {f"test_{k}": v for k, v in metrics.items()}
+        metrics = test_metrics(model, bundle)
+        metrics |= skill_scores(metrics, baselines)
+        tracking.log_metrics(run_id, {f"test_{k}": v for k, v in metrics.items()} | baselines
                              | {"best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
                                 "train_seconds": history.seconds})
-        model_uri = tracking.log_torch_model(run_id, model, splits.test.x)
-        logger.info("%s: test rmse %.4f after %d epochs (%.1f s)", name, metrics["rmse"],
-                    history.epochs_run, history.seconds)
+        model_uri = log_model(run_id, model, bundle, cfg)
+        get_run_logger().info("%s: test rmse %.4g (naive %.4g) after %d epochs (%.1f s)", name,
+                              metrics["rmse"], baselines.get("naive_rmse", float("nan")),
+                              history.epochs_run, history.seconds)
     return VariantResult(variant, run_id, model_uri, metrics, history, model.cpu())

@@ -46,8 +46,8 @@ def tutorial_losses(seed: int) -> list[float]:
 
 
 def make_splits(cfg: PipelineConfig):
-    from tasks.data import make_splits as task
-    return task.fn(cfg.data)
+    from tasks.data import prepare_data
+    return prepare_data.fn(cfg.data).splits
 
 
 def train(cfg: PipelineConfig, variant: str = "rnn", splits=None):

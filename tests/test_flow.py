@@ -45,8 +45,8 @@ def test_flow_logs_compares_and_registers(mlflow_store):
     assert best.metrics["rmse"] == min(r.metrics["rmse"] for r in summary.results.values())
     assert (summary.version, summary.aliases) == ("1", ["challenger", "champion"])
     champion = mlflow.pyfunc.load_model("models:/rnnflow@champion")
-    from tasks.data import make_splits
-    x = make_splits.fn(cfg.data).test.x
+    from tasks.data import prepare_data
+    x = prepare_data.fn(cfg.data).splits.test.x
     expected = predict(best.model, x).numpy()
     np.testing.assert_allclose(champion.predict(x.numpy()), expected, rtol=1e-5, atol=1e-6)
     as_torch = mlflow.pytorch.load_model("models:/rnnflow@champion")

@@ -1,0 +1,42 @@
+"""Scores in the data's own units: a model on the test windows, and the naive forecasts."""
+
+from __future__ import annotations
+
+from rnnflow.config import DataConfig
+from rnnmodel import predict, regression_metrics
+from rnnmodel.windows import naive_forecast
+from tasks.data import DataBundle
+
+
+def test_metrics(model, bundle: DataBundle) -> dict[str, float]:
+    """MSE, RMSE, MAE and R² of ``model`` on the test windows, unscaled."""
+    test = bundle.splits.test
+    return regression_metrics(*(bundle.unscale(t) for t in (predict(model, test.x), test.y)))
+
+
+def baseline_metrics(bundle: DataBundle, cfg: DataConfig) -> dict[str, float]:
+    """What a forecast with no model scores on the same windows.
+
+    ``naive``: the last observed value for every step (for per-step tasks, the input at that
+    step, i.e. leave the signal as it is); ``seasonal_naive``: the value one season back.
+    """
+    test = bundle.splits.test
+    actual = bundle.unscale(test.y)
+    if cfg.per_step:
+        guesses = {"naive": test.x[..., bundle.targets]}
+    else:
+        guesses = {"naive": naive_forecast(test.x, cfg.horizon, bundle.targets)}
+        if cfg.season_length:
+            guesses["seasonal_naive"] = naive_forecast(test.x, cfg.horizon, bundle.targets,
+                                                       cfg.season_length)
+    out = {}
+    for name, guess in guesses.items():
+        m = regression_metrics(bundle.unscale(guess), actual)
+        out |= {f"{name}_rmse": m["rmse"], f"{name}_mae": m["mae"]}
+    return out
+
+
+def skill_scores(metrics: dict[str, float], baselines: dict[str, float]) -> dict[str, float]:
+    """1 - model error / baseline error: above 0 the model beats the baseline."""
+    return {f"skill_{name.removesuffix('_rmse')}": 1 - metrics["rmse"] / value
+            for name, value in baselines.items() if name.endswith("_rmse") and value > 0}

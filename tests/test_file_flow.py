@@ -1,0 +1,79 @@
+"""Train on a CSV, register, then score with the champion from the CLI and from pyfunc."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from flows.train import train_flow
+from rnnflow.cli import main
+from tests.conftest import tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def write_csv(path, n=150):
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"month": t, "sales": 50 + 10 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, n),
+                          "price": 3 + np.cos(t / 9), "visits": (100 + 5 * np.sin(t / 4)).round().astype(int),
+                          "note": ["x"] * n})
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def test_csv_to_champion_to_predictions(tmp_path, mlflow_store, capsys):
+    frame = write_csv(tmp_path / "shop.csv")
+    cfg = tiny_config(data={"path": str(tmp_path / "shop.csv"), "target": ["sales", "visits"],
+                            "features": ["price"], "time_column": "month", "window": 12, "horizon": 2,
+                            "season_length": 12})
+    summary = train_flow(cfg)
+    client = MlflowClient()
+    runs = [client.get_run(r.run_id) for r in summary.results.values()]
+    for run in runs:
+        assert run.data.metrics["naive_rmse"] > 0 and "test_skill_seasonal_naive" in run.data.metrics
+        assert run.inputs.dataset_inputs[0].dataset.name == "shop.csv"
+    digests = {r.inputs.dataset_inputs[0].dataset.digest for r in runs}
+    assert len(digests) == 1, "both variants read the same data"
+
+    # From the CLI: the champion scores the raw file, extra column `note` and all.
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["month", "origin", "step", "sales", "visits"]
+    assert len(written) == (150 - 12 + 1) * 2 and written["month"].iloc[-1] == 151  # one horizon past the end
+
+    # From Python: the same numbers from a raw DataFrame.
+    model = mlflow.pyfunc.load_model("models:/rnnflow@champion")
+    direct = model.predict(frame[["month", "sales", "visits", "price"]])
+    np.testing.assert_allclose(direct[["sales", "visits"]].to_numpy(), written[["sales", "visits"]].to_numpy(),
+                               rtol=1e-6)
+    # ...which are the in-memory network's forecasts, unscaled.
+    best = summary.results[summary.best]
+    from tasks.data import prepare_data
+    bundle = prepare_data.fn(cfg.data)
+    from rnnmodel import predict
+    expected = bundle.unscale(predict(best.model, bundle.splits.test.x))[0]  # first test window
+    first_test_origin = bundle.bounds[2][0] + 12 - 1
+    got = direct[direct["origin"] == first_test_origin][["sales", "visits"]].to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
+
+    # Same data, second run: same digest in MLflow.
+    again = train_flow(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"register_best": False})}))
+    run = client.get_run(next(iter(again.results.values())).run_id)
+    assert run.inputs.dataset_inputs[0].dataset.digest in digests
+
+
+def test_predict_errors(tmp_path, mlflow_store, capsys):
+    write_csv(tmp_path / "shop.csv")
+    pd.DataFrame({"month": range(30), "sales": range(30)}).to_csv(tmp_path / "partial.csv", index=False)
+    assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--model-uri", "models:/ghost@champion"]) == 2
+    assert "model URI models:/ghost@champion does not resolve" in capsys.readouterr().err
+    train_flow(tiny_config(data={"path": str(tmp_path / "shop.csv"), "target": ["sales"],
+                                 "features": ["price"], "window": 12}, model={"variants": ["rnn"]}))
+    assert main(["predict", "--data", str(tmp_path / "partial.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "partial.csv: column 'price' that the model was trained on is missing; the file has columns month, sales" in err
+    assert main(["predict", "--data", str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv: no such file" in capsys.readouterr().err
