@@ -1,4 +1,4 @@
-"""The training flow: data -> RNN and BRNN (concurrently) -> compare -> register."""
+"""The training flow: data -> RNN and BRNN (concurrently) -> compare -> register -> promote."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from prefect import flow, get_run_logger, runtime
 from prefect.futures import wait
 
+from flows.promote import promote_flow
 from rnnflow.config import PipelineConfig
 from rnnmodel import resolve_device
 from tasks import tracking
+from tasks.compare import publish_comparison
 from tasks.data import DataBundle, prepare_data
 from tasks.evaluate import baseline_metrics
-from tasks.registry import assign_aliases, register_model
+from tasks.holdout import Holdout, holdout_of
+from tasks.promotion import Decision, snapshot_aliases
+from tasks.registry import config_hash, git_commit, register_model
 from tasks.train import VariantResult, train_variant
 
 
@@ -24,37 +28,40 @@ class TrainSummary:
     best: str
     model_name: str | None = None
     version: str | None = None
-    aliases: list[str] = field(default_factory=list)
+    decision: Decision | None = None
+    aliases: list[str] = field(default_factory=list)  # of the new version, after promotion
 
 
 @flow(name="train-rnn")
 def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
-    """Train every configured variant on one split, log them to MLflow and register the best."""
+    """Train every configured variant on one split, compare them, register and gate the best."""
     cfg = config
     resolve_device(cfg.train.device)  # 'cuda' without CUDA fails here, before any run exists
     tracking.cancelled.clear()
     tags = {"prefect.flow_run_id": str(runtime.flow_run.id),
             "prefect.flow_run_name": str(runtime.flow_run.name)}
     bundle = prepare_data(cfg.data)
-    baselines = baseline_metrics(bundle, cfg.data)
+    baselines, holdout = baseline_metrics(bundle, cfg.data), holdout_of(bundle)
     with tracking.tracked_run(cfg.tracking.experiment, f"{cfg.preset}-{tags['prefect.flow_run_name']}",
                               tags=tags) as parent_id:
         tracking.log_params(parent_id, {"preset": cfg.preset, "variants": ",".join(cfg.model.variants)})
         if bundle.frame is not None:
             tracking.log_dataset(parent_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
-        results = _train_variants(bundle, _threads_per_variant(cfg), parent_id, tags, baselines)
+        results = _train_variants(bundle, _threads_per_variant(cfg), parent_id, tags, baselines, holdout)
         best = min(results.values(), key=lambda r: r.metrics[cfg.tracking.metric])
-        tracking.log_metrics(parent_id, baselines | {f"{r.variant}_test_{k}": v
-                                                     for r in results.values() for k, v in r.metrics.items()})
-        tracking.set_tags(parent_id, {"best_variant": best.variant})
+        publish_comparison(parent_id, results, bundle, cfg, baselines, best.variant)
         summary = TrainSummary(parent_id, results, best.variant)
         if cfg.tracking.register_best:
             summary.model_name = cfg.tracking.model_name
-            summary.version = register_model(best.model_uri, cfg.tracking.model_name, {
-                **tags, "parent_run_id": parent_id, "variant": best.variant,
-                f"test_{cfg.tracking.metric}": best.metrics[cfg.tracking.metric]})
-            summary.aliases = assign_aliases(cfg.tracking.model_name, summary.version)
-    get_run_logger().info("best variant: %s (test %s %.4f)", best.variant, cfg.tracking.metric,
+            summary.version = register_model(best.model_uri, cfg.tracking.model_name,
+                                             _lineage(cfg, best, parent_id, holdout, tags),
+                                             _describe(cfg, best))
+    if summary.version:  # after the parent run ends FINISHED: only a good training is promoted
+        summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
+                                        cfg.tracking.metric)
+        aliases = snapshot_aliases(tracking.client(), cfg.tracking.model_name)
+        summary.aliases = sorted(a for a, v in aliases.items() if v == summary.version)
+    get_run_logger().info("best variant: %s (test %s %.4g)", best.variant, cfg.tracking.metric,
                           best.metrics[cfg.tracking.metric])
     return summary
 
@@ -69,11 +76,30 @@ def _threads_per_variant(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def _train_variants(bundle: DataBundle, cfg: PipelineConfig, parent_id: str, tags: dict[str, str],
-                    baselines: dict[str, float]) -> dict[str, VariantResult]:
+                    baselines: dict[str, float], holdout: Holdout) -> dict[str, VariantResult]:
     """Train the variants, side by side when configured; every failure fails the flow."""
     variants = cfg.model.variants
+    args = (bundle, cfg)
+    rest = (parent_id, tags, baselines, holdout)
     if not cfg.train.concurrent or len(variants) == 1:
-        return {v: train_variant(bundle, cfg, v, parent_id, tags, baselines) for v in variants}
-    futures = [train_variant.submit(bundle, cfg, v, parent_id, tags, baselines) for v in variants]
+        return {v: train_variant(*args, v, *rest) for v in variants}
+    futures = [train_variant.submit(*args, v, *rest) for v in variants]
     wait(futures)  # let every variant end before reading results, so no run is left behind
     return {v: f.result() for v, f in zip(variants, futures)}
+
+
+def _lineage(cfg: PipelineConfig, best: VariantResult, parent_id: str, holdout: Holdout,
+             tags: dict[str, str]) -> dict[str, object]:
+    """Version tags that say where a model came from."""
+    return {**tags, "parent_run_id": parent_id, "variant": best.variant,
+            "holdout_digest": holdout.digest, "git_commit": git_commit(),
+            "config_hash": config_hash(cfg), "data": cfg.data.path or f"preset:{cfg.preset}",
+            f"test_{cfg.tracking.metric}": best.metrics[cfg.tracking.metric]}
+
+
+def _describe(cfg: PipelineConfig, best: VariantResult) -> str:
+    data = cfg.data.path or f"the {cfg.preset} preset"
+    direction = "bidirectional" if best.variant == "brnn" else "unidirectional"
+    return (f"{cfg.model.cell.upper()} {direction} ({cfg.model.hidden_size} hidden, "
+            f"{cfg.model.num_layers} layer) on {data}; test {cfg.tracking.metric} "
+            f"{best.metrics[cfg.tracking.metric]:.4g}")

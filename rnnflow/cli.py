@@ -25,17 +25,25 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per config field (`--hidden-size`), typed, with its description as help."""
+    """`--config FILE`, `--preset` and one flag per config field (`--hidden-size`)."""
     parser.add_argument("--config", type=Path, help="YAML file with any of the sections below")
     preset = PipelineConfig.model_fields["preset"]
     parser.add_argument("--preset", choices=typing.get_args(preset.annotation),
                         default=argparse.SUPPRESS, dest="preset", help=preset.description)
-    for section, model in SECTIONS.items():
-        group = parser.add_argument_group(section)
-        for name, field in model.model_fields.items():
-            flag = (field.json_schema_extra or {}).get("flag", "--" + name.replace("_", "-"))
-            group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
-                               help=field.description, **_flag_kind(field.annotation, name))
+    for section in SECTIONS:
+        _add_section_flags(parser, section)
+
+
+def _add_section_flags(parser: argparse.ArgumentParser, section: str,
+                       only: tuple[str, ...] | None = None) -> None:
+    """Typed flags for the fields of one config section, with their descriptions as help."""
+    group = parser.add_argument_group(section)
+    for name, field in SECTIONS[section].model_fields.items():
+        if only and name not in only:
+            continue
+        flag = (field.json_schema_extra or {}).get("flag", "--" + name.replace("_", "-"))
+        group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
+                           help=field.description, **_flag_kind(field.annotation, name))
 
 
 def _flag_kind(tp, name: str) -> dict:
@@ -63,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         elif "." in dest:
             section, name = dest.split(".")
             overrides.setdefault(section, {})[name] = value
-    return load_config(args.config, overrides)
+    return load_config(getattr(args, "config", None), overrides)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -129,6 +137,24 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _promote(args: argparse.Namespace) -> int:
+    from flows.promote import challenger_holdout, promote_flow
+    from tasks import promotion, tracking
+
+    cfg = config_from_args(args).tracking
+    try:
+        if args.rollback:
+            version = promotion.rollback(tracking.client(), cfg.model_name)
+            print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
+            return 0
+        challenger_holdout(cfg.model_name)  # nothing to compare: fail before a flow run starts
+        decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric)
+    except ValueError as exc:  # e.g. a champion that cannot be scored on the holdout
+        raise ConfigError(str(exc)) from None
+    print(f"rnnflow promote: {'promoted' if decision.promote else 'kept the champion'}: {decision.reason}")
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from rnnflow.serve import serve
 
@@ -155,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--data", type=Path, required=True, help="CSV or Parquet file with the training columns")
     pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV or Parquet output")
     pred.set_defaults(func=_predict)
+    promote = sub.add_parser("promote", help="promote the challenger if it beats the champion")
+    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric"))
+    promote.add_argument("--rollback", action="store_true",
+                         help="make the previous champion the champion again")
+    promote.set_defaults(func=_promote)
     serve = sub.add_parser("serve", help="serve the prefect.yaml deployments on their schedules")
     serve.add_argument("--deployment", action="append", help="serve only this deployment (repeatable)")
     serve.add_argument("--cron", help="replace the schedules with this cron expression")

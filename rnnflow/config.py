@@ -103,6 +103,8 @@ class TrackingConfig(Section):
     metric: Literal["rmse", "mae", "mse"] = Field("rmse", description="Test metric that picks the "
                                                    "best variant (lower is better)")
     register_best: bool = Field(True, description="Register the best variant in the model registry")
+    min_improvement: float = Field(0.0, ge=0, lt=1, description="Share by which a challenger must beat "
+                                   "the champion's metric on the same holdout to be promoted")
 
 
 # Each preset is a set of defaults under what the user sets; `tutorial` is the seed tutorial:

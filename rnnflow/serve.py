@@ -83,6 +83,12 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
         return _serve(specs, schedule, overrides, limit)
 
 
+def _own_schedule(spec: dict) -> dict:
+    """The deployment's first schedule from prefect.yaml; none when it is marked inactive."""
+    first = spec["schedules"][0]
+    return {"cron": first["cron"]} if first.get("active", True) else {}
+
+
 def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, limit: int) -> int:
     from prefect import serve as prefect_serve
 
@@ -95,10 +101,10 @@ def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, lim
     deployments = []
     for spec in specs:
         params = spec.get("parameters", {})
-        if overrides:
-            params = {**params, "config": merge(params.get("config", {}), overrides)}
-        when = schedule or {"cron": spec["schedules"][0]["cron"]}
+        if overrides and "config" in params:
+            params = {**params, "config": merge(params["config"], overrides)}
         flow = import_flow(spec["entrypoint"])
-        deployments.append(flow.to_deployment(name=spec["name"], parameters=params, **when))
+        deployments.append(flow.to_deployment(name=spec["name"], parameters=params,
+                                              **(schedule or _own_schedule(spec))))
     prefect_serve(*deployments, limit=limit)  # returns after SIGTERM or Ctrl-C
     return 0

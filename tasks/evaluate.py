@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from rnnflow.config import DataConfig
-from rnnmodel import predict, regression_metrics
+from rnnmodel import regression_metrics
 from rnnmodel.windows import naive_forecast
 from tasks.data import DataBundle
-
-
-def test_metrics(model, bundle: DataBundle) -> dict[str, float]:
-    """MSE, RMSE, MAE and R² of ``model`` on the test windows, unscaled."""
-    test = bundle.splits.test
-    return regression_metrics(*(bundle.unscale(t) for t in (predict(model, test.x), test.y)))
 
 
 def baseline_metrics(bundle: DataBundle, cfg: DataConfig) -> dict[str, float]:

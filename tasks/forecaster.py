@@ -55,16 +55,16 @@ class Forecaster(mlflow.pyfunc.PythonModel):
 
 def _long_frame(frame: pd.DataFrame, forecast: np.ndarray, columns: ColumnSpec,
                 window: int) -> pd.DataFrame:
-    """One row per (origin, step): the time the forecast is for, its origin, and the values."""
+    """One row per (origin, step): the time the forecast is for, the row (0-based, in time
+    order) of the window's last input, the step ahead, and the forecast of each target."""
     n, horizon, _ = forecast.shape
-    origin = np.repeat(np.arange(window - 1, window - 1 + n), horizon)  # row of the last input
+    origin = np.repeat(np.arange(window - 1, window - 1 + n), horizon)
     step = np.tile(np.arange(1, horizon + 1), n)
     out = pd.DataFrame({"origin": origin, "step": step})
     if columns.time_column:
         time = frame[columns.time_column].reset_index(drop=True)
         spacing = time.diff().median()  # regular series: the next stamps follow this spacing
-        out["origin"] = time.iloc[origin].to_numpy()
-        out.insert(0, columns.time_column, out["origin"] + spacing * out["step"])
+        out.insert(0, columns.time_column, time.iloc[origin].to_numpy() + spacing * out["step"])
     for k, name in enumerate(columns.target):
         out[name] = forecast[:, :, k].ravel()
     return out

@@ -30,7 +30,8 @@ class Decision:
 
 def decide(champion_score: float | None, challenger_score: float,
            min_improvement: float) -> Decision:
-    """Promote when there is no champion or the challenger beats it by ``min_improvement``."""
+    """Promote when there is no champion or the challenger beats it by ``min_improvement``
+    (strictly, so a tie keeps the champion)."""
     if not 0.0 <= min_improvement < 1.0:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
     args = dict(challenger_score=challenger_score, champion_score=champion_score,
@@ -47,7 +48,8 @@ def decide(champion_score: float | None, challenger_score: float,
     # A perfect (0.0) champion leaves the ratio undefined: a tie is 0, anything else -inf.
     margin = diff / champion_score if champion_score else (0.0 if diff == 0 else -math.inf)
     threshold = champion_score * (1.0 - min_improvement)
-    promote = challenger_score <= threshold
+    # Strictly better, and by at least the margin: a tie keeps the champion (no churn).
+    promote = challenger_score < champion_score and challenger_score <= threshold
     reason = (f"challenger {challenger_score:.6g} {'<=' if promote else '>'} {threshold:.6g} "
               f"(champion {champion_score:.6g} less {min_improvement:.2%})")
     return Decision(promote, reason, margin, **args)

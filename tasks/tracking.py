@@ -123,6 +123,24 @@ def epoch_logger(run_id: str):
     return on_epoch
 
 
+def log_figure(run_id: str, figure, path: str) -> None:
+    """Save a matplotlib figure as a PNG artifact of the run."""
+    client().log_figure(run_id, figure, path)
+
+
+def log_table(run_id: str, table: pd.DataFrame, path: str) -> None:
+    """A table artifact the MLflow UI shows (and ``mlflow.load_table`` reads back)."""
+    client().log_table(run_id, data=table, artifact_file=path)
+
+
+def run_url(run_id: str) -> str:
+    """Where the run is in the MLflow UI: the tracking server, or `make ui` for a local store."""
+    uri = mlflow.get_tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    run = client().get_run(run_id)
+    return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+
 def log_torch_model(run_id: str, model: torch.nn.Module, example: torch.Tensor) -> str:
     """Log the network with a signature inferred from ``example``; returns the model URI."""
     import mlflow.pytorch  # 1-2 s of imports, paid only by runs that log a model

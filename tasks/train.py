@@ -6,15 +6,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rnnflow.config import PipelineConfig, Variant
-from rnnmodel import History, SequenceRegressor, fit, init_model, resolve_device
-from tasks import tracking
+from rnnmodel import History, SequenceRegressor, fit, init_model, predict, regression_metrics, resolve_device
+from tasks import plots, tracking
 from tasks.data import DataBundle
-from tasks.evaluate import skill_scores, test_metrics
+from tasks.evaluate import skill_scores
 from tasks.forecaster import save_checkpoint
+from tasks.holdout import Holdout, log_holdout
 from tasks.series import ColumnSpec
 
 
@@ -26,6 +29,7 @@ class VariantResult:
     metrics: dict[str, float]  # test metrics in the data's units: mse, rmse, mae, r2, skill_*
     history: History
     model: SequenceRegressor
+    forecast: np.ndarray  # test-set forecasts in the data's units: (windows, steps, targets)
 
 
 def run_params(cfg: PipelineConfig, variant: Variant, device: str) -> dict[str, object]:
@@ -59,10 +63,25 @@ def log_model(run_id: str, model: SequenceRegressor, bundle: DataBundle, cfg: Pi
         return tracking.log_forecaster(run_id, ckpt, bundle.example)
 
 
+def test_stretch(series: np.ndarray, per_step: bool, length: int = 200) -> np.ndarray:
+    """A 1-D stretch of the test set to plot: the first window for per-step tasks, else the
+    one-step-ahead values of consecutive windows (first target)."""
+    return series[0, :, 0] if per_step else series[:length, 0, 0]
+
+
+def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray,
+                      actual: np.ndarray, per_step: bool) -> None:
+    tracking.log_figure(run_id, plots.loss_curves({name: (history.train_loss, history.val_loss)}),
+                        "plots/loss_curves.png")
+    tracking.log_figure(run_id, plots.forecast_vs_actual(
+        test_stretch(actual, per_step), {name: test_stretch(forecast, per_step)},
+        f"{name}: forecast vs actual (test set)"), "plots/forecast_vs_actual.png")
+
+
 @task(cache_policy=NO_CACHE)
 def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
-                  tags: dict[str, str], baselines: dict[str, float]) -> VariantResult:
-    """Fit one variant; log params, per-epoch losses, test metrics, skill and the model."""
+                  tags: dict[str, str], baselines: dict[str, float], holdout: Holdout) -> VariantResult:
+    """Fit one variant; log params, per-epoch losses, test metrics, skill, plots and the model."""
     device = resolve_device(cfg.train.device)
     name = f"{cfg.model.cell}-{variant}"
     with tracking.tracked_run(cfg.tracking.experiment, name, parent_run_id, tags) as run_id:
@@ -72,13 +91,17 @@ def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, par
         model = build_variant(cfg, bundle, variant)
         history = fit(model, bundle.splits.train, bundle.splits.val, cfg.train, device,
                       on_epoch=tracking.epoch_logger(run_id))
-        metrics = test_metrics(model, bundle)
+        forecast = bundle.unscale(predict(model, bundle.splits.test.x))
+        actual = bundle.unscale(bundle.splits.test.y)
+        metrics = regression_metrics(forecast, actual)
         metrics |= skill_scores(metrics, baselines)
         tracking.log_metrics(run_id, {f"test_{k}": v for k, v in metrics.items()} | baselines
                              | {"best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
                                 "train_seconds": history.seconds})
+        log_variant_plots(run_id, name, history, forecast, actual, cfg.data.per_step)
+        log_holdout(run_id, holdout)
         model_uri = log_model(run_id, model, bundle, cfg)
         get_run_logger().info("%s: test rmse %.4g (naive %.4g) after %d epochs (%.1f s)", name,
                               metrics["rmse"], baselines.get("naive_rmse", float("nan")),
                               history.epochs_run, history.seconds)
-    return VariantResult(variant, run_id, model_uri, metrics, history, model.cpu())
+    return VariantResult(variant, run_id, model_uri, metrics, history, model.cpu(), forecast)

@@ -2,6 +2,7 @@
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -11,6 +12,14 @@ from rnnmodel import predict
 from tests.conftest import tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+
+def assert_pngs(client, run_id, paths):
+    listed = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert set(paths) <= listed, listed
+    for path in paths:
+        with open(client.download_artifacts(run_id, path), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def runs(client, experiment="rnnflow"):
@@ -43,6 +52,16 @@ def test_flow_logs_compares_and_registers(mlflow_store):
 
     best = summary.results[summary.best]
     assert best.metrics["rmse"] == min(r.metrics["rmse"] for r in summary.results.values())
+    assert_pngs(client, parent.info.run_id, ["plots/forecast_vs_actual.png", "plots/loss_curves.png"])
+    for child in children:
+        assert_pngs(client, child.info.run_id, ["plots/forecast_vs_actual.png", "plots/loss_curves.png"])
+    table = pd.read_json(client.download_artifacts(parent.info.run_id, "comparison.json"), orient="split")
+    assert sorted(table["variant"]) == ["brnn", "rnn"] and table["rmse"].is_monotonic_increasing
+    version = client.get_model_version("rnnflow", "1")
+    assert {"git_commit", "config_hash", "holdout_digest", "prefect.flow_run_id",
+            "parent_run_id"} <= set(version.tags)
+    assert version.tags["parent_run_id"] == parent.info.run_id and version.run_id == best.run_id
+    assert version.description.startswith(f"GRU {'bidirectional' if summary.best == 'brnn' else 'unidirectional'}")
     assert (summary.version, summary.aliases) == ("1", ["challenger", "champion"])
     champion = mlflow.pyfunc.load_model("models:/rnnflow@champion")
     from tasks.data import prepare_data

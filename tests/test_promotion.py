@@ -75,7 +75,7 @@ def _tags(client, name, version):
     (1.0, 0.90, 0.05, True),        # 10 % better clears a 5 % bar
     (1.0, 0.97, 0.05, False),       # 3 % better does not
     (1.0, 0.75, 0.25, True),        # exactly on the bar promotes
-    (1.0, 1.0, 0.0, True),          # a tie promotes when no improvement is required
+    (1.0, 1.0, 0.0, False),         # a tie keeps the champion, even with no margin required
     (1.0, 1.2, 0.0, False),         # worse never promotes
     (1.0, math.nan, 0.0, False),    # a diverged challenger never promotes
     (None, math.inf, 0.0, False),

@@ -1,0 +1,89 @@
+"""Gated promotion through the flows: evidence, records, rollback, and a registry left intact."""
+
+import pytest
+from mlflow import MlflowClient
+
+import flows.promote
+from flows.train import train_flow
+from rnnflow.cli import main
+from tasks import tracking
+from tasks.promotion import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
+from tests.conftest import tiny_config
+from tests.test_promotion import FaultyClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+
+ONE = {"model": {"variants": ["rnn"]}}
+
+
+def train(epochs: int):
+    return train_flow(tiny_config(train={"epochs": epochs}, **ONE))
+
+
+def aliases():
+    return snapshot_aliases(MlflowClient(), "rnnflow")
+
+
+def test_worse_challenger_keeps_the_champion_and_says_why(mlflow_store):
+    first = train(8)
+    assert first.decision.promote and aliases() == {CHAMPION: "1", CHALLENGER: "1"}
+    second = train(1)
+    assert not second.decision.promote
+    assert aliases() == {CHAMPION: "1", CHALLENGER: "2"}
+    tags = MlflowClient().get_model_version("rnnflow", "2").tags
+    assert tags[TAG + "decision"] == "keep"
+    assert float(tags[TAG + "champion_score"]) < float(tags[TAG + "challenger_score"])
+    assert tags[TAG + "holdout_digest"] == tags["holdout_digest"]
+    assert tags[TAG + "prefect_flow_run_id"]
+
+
+def test_better_challenger_is_promoted_and_rollback_restores(mlflow_store, capsys):
+    train(1)
+    second = train(8)
+    assert second.decision.promote and second.decision.margin > 0
+    assert aliases() == {CHAMPION: "2", CHALLENGER: "2", PREVIOUS: "1"}
+    assert main(["promote", "--rollback"]) == 0
+    assert aliases() == {CHAMPION: "1", CHALLENGER: "2"}
+    assert "champion is version 1 again" in capsys.readouterr().out
+    assert main(["promote", "--rollback"]) == 2  # not a toggle
+    assert "no 'previous-champion' alias" in capsys.readouterr().err
+
+
+def test_the_gate_is_the_configured_margin(mlflow_store, capsys):
+    train(1)
+    train_flow(tiny_config(train={"epochs": 8}, tracking={"min_improvement": 0.99}, **ONE))
+    assert aliases()[CHAMPION] == "1"
+    assert main(["promote", "--min-improvement", "0.01"]) == 0  # the same pair, a lower bar
+    assert aliases() == {CHAMPION: "2", CHALLENGER: "2", PREVIOUS: "1"}
+
+
+def test_a_failed_alias_write_leaves_the_registry_as_it_was(mlflow_store, monkeypatch):
+    train(1)
+    tracking_uri = mlflow_store
+    train_flow(tiny_config(train={"epochs": 8}, tracking={"min_improvement": 0.99}, **ONE))
+    before = aliases()
+    faulty = FaultyClient(tracking_uri, method="set_registered_model_alias", fail_on=2)
+    monkeypatch.setattr(tracking, "client", lambda: faulty)
+    state = flows.promote.promote_flow("rnnflow", 0.0, "rmse", return_state=True)
+    assert state.is_failed() and "injected failure on call 2" in str(state.result(raise_on_failure=False))
+    assert aliases() == before
+
+
+def test_a_failure_after_the_alias_moved_rolls_the_transaction_back(mlflow_store, monkeypatch):
+    train(1)
+    train_flow(tiny_config(train={"epochs": 8}, tracking={"min_improvement": 0.99}, **ONE))
+    before = aliases()
+
+    def broken_artifact(**_):
+        assert aliases()[CHAMPION] == "2", "the alias had moved when the next step failed"
+        raise RuntimeError("artifact store unavailable")
+
+    monkeypatch.setattr(flows.promote, "create_markdown_artifact", broken_artifact)
+    state = flows.promote.promote_flow("rnnflow", 0.0, "rmse", return_state=True)
+    assert state.is_failed()
+    assert aliases() == before
+
+
+def test_promote_without_a_challenger_or_holdout(mlflow_store, capsys):
+    assert main(["promote", "--model-name", "ghost"]) == 2
+    assert "no registered model 'ghost'" in capsys.readouterr().err
