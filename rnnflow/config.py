@@ -95,6 +95,8 @@ class TrainConfig(Section):
     amp: bool = Field(False, description="Mixed precision on CUDA")
     num_threads: int = Field(0, ge=0, description="Torch threads per model (0: pick by size)")
     concurrent: bool = Field(True, description="Train the variants at the same time")
+    backtest_folds: int = Field(0, ge=0, description="Rolling-origin backtest folds, expanding "
+                                "window, each trained afresh (0: off)")
 
 
 class TrackingConfig(Section):

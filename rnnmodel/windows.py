@@ -86,3 +86,16 @@ def naive_forecast(x: torch.Tensor, horizon: int, targets: list[int],
     # the window: index window - season + ((h - 1) % season).
     idx = [window - season + (h % season) for h in range(horizon)]
     return x[:, idx][..., targets]
+
+
+def rolling_origin_folds(n: int, folds: int) -> list[tuple[int, int]]:
+    """Expanding-window backtest over ``n`` time-ordered samples.
+
+    Cuts them into ``folds + 1`` blocks; fold k trains on blocks 0..k and tests on block k+1,
+    so each fold's test samples come after everything it trained on. Returns (train_end,
+    test_end) per fold; the last fold's test block takes the remainder.
+    """
+    block = n // (folds + 1)
+    if folds < 1 or block < 1:
+        raise ValueError(f"backtest_folds={folds} needs at least {folds + 1} samples, got {n}")
+    return [(block * (k + 1), n if k == folds - 1 else block * (k + 2)) for k in range(folds)]

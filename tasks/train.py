@@ -15,7 +15,7 @@ from rnnflow.config import PipelineConfig, Variant
 from rnnmodel import History, SequenceRegressor, fit, init_model, predict, regression_metrics, resolve_device
 from tasks import plots, tracking
 from tasks.data import DataBundle
-from tasks.evaluate import skill_scores
+from tasks.evaluate import backtest, skill_scores
 from tasks.forecaster import save_checkpoint
 from tasks.holdout import Holdout, log_holdout
 from tasks.series import ColumnSpec
@@ -69,6 +69,14 @@ def test_stretch(series: np.ndarray, per_step: bool, length: int = 200) -> np.nd
     return series[0, :, 0] if per_step else series[:length, 0, 0]
 
 
+def log_backtest(run_id: str, folds: list[dict[str, float]]) -> None:
+    """Each fold's metrics as one step of ``backtest_*``, and their means."""
+    for k, metrics in enumerate(folds):
+        tracking.log_metrics(run_id, {f"backtest_{m}": v for m, v in metrics.items()}, step=k)
+    tracking.log_metrics(run_id, {f"backtest_{m}_mean": sum(f[m] for f in folds) / len(folds)
+                                  for m in folds[0]})
+
+
 def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray,
                       actual: np.ndarray, per_step: bool) -> None:
     tracking.log_figure(run_id, plots.loss_curves({name: (history.train_loss, history.val_loss)}),
@@ -98,6 +106,9 @@ def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, par
         tracking.log_metrics(run_id, {f"test_{k}": v for k, v in metrics.items()} | baselines
                              | {"best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
                                 "train_seconds": history.seconds})
+        if cfg.train.backtest_folds:
+            log_backtest(run_id, backtest(bundle, cfg.train, cfg.train.backtest_folds,
+                                          lambda: build_variant(cfg, bundle, variant), device))
         log_variant_plots(run_id, name, history, forecast, actual, cfg.data.per_step)
         log_holdout(run_id, holdout)
         model_uri = log_model(run_id, model, bundle, cfg)

@@ -99,9 +99,15 @@ def test_failed_training_fails_the_runs_and_registers_nothing(mlflow_store):
 
 
 @pytest.mark.parametrize("preset", ["tutorial", "sine"])
-def test_other_presets_run_end_to_end(mlflow_store, preset):
-    summary = train_flow(tiny_config(preset=preset, train={"epochs": 2},
+def test_other_presets_run_end_to_end_with_a_backtest(mlflow_store, preset):
+    summary = train_flow(tiny_config(preset=preset, train={"epochs": 2, "backtest_folds": 3},
                                      tracking={"register_best": False}))
     assert summary.version is None
-    assert all(r.history.epochs_run == 2 for r in summary.results.values())
     assert not MlflowClient().search_registered_models()
+    client = MlflowClient()
+    for result in summary.results.values():
+        assert result.history.epochs_run == 2
+        folds = client.get_metric_history(result.run_id, "backtest_rmse")
+        assert [m.step for m in folds] == [0, 1, 2]
+        mean = client.get_run(result.run_id).data.metrics["backtest_rmse_mean"]
+        assert mean == pytest.approx(sum(m.value for m in folds) / 3)

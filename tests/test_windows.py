@@ -43,3 +43,10 @@ def test_naive_forecasts():
     assert naive_forecast(x, 5, [0], season=4).flatten().tolist() == [8, 9, 10, 11, 8]
     with pytest.raises(ValueError, match="season_length=13 is longer than window=12"):
         naive_forecast(x, 1, [0], season=13)
+
+
+def test_rolling_origin_folds_expand_and_never_look_ahead():
+    from rnnmodel.windows import rolling_origin_folds
+    assert rolling_origin_folds(10, 3) == [(2, 4), (4, 6), (6, 10)]
+    with pytest.raises(ValueError, match="backtest_folds=5 needs at least 6 samples, got 4"):
+        rolling_origin_folds(4, 5)
