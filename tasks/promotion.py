@@ -50,8 +50,9 @@ def decide(champion_score: float | None, challenger_score: float,
     threshold = champion_score * (1.0 - min_improvement)
     # Strictly better, and by at least the margin: a tie keeps the champion (no churn).
     promote = challenger_score < champion_score and challenger_score <= threshold
-    reason = (f"challenger {challenger_score:.6g} {'<=' if promote else '>'} {threshold:.6g} "
-              f"(champion {champion_score:.6g} less {min_improvement:.2%})")
+    needs = "more than 0%" if min_improvement == 0 else f"at least {min_improvement:.2%}"
+    reason = (f"challenger {challenger_score:.6g} vs champion {champion_score:.6g}: "
+              f"{margin:+.2%} better, {needs} needed")
     return Decision(promote, reason, margin, **args)
 
 
