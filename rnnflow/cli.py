@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import typing
 from pathlib import Path
 
@@ -197,10 +199,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum, frame) -> None:
+    # Prefect turns SIGTERM into a TerminationSignal inside a flow run, then sends it again
+    # to the previous handler. With Python's default handler the process would die on the
+    # spot and leave Prefect's temporary server running; exiting normally runs its clean-up.
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     apply_defaults()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args)
     except ConfigError as exc:

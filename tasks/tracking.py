@@ -55,13 +55,17 @@ def client() -> MlflowClient:
 
 
 def experiment_id(name: str) -> str:
-    """The experiment's id, creating it with an absolute artifact location if it is new."""
+    """The experiment's id, creating it with an absolute artifact location if it is new, and
+    making it the active experiment."""
     c = client()
     exp = c.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    root = Path(os.environ.get("RNNFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
-    return c.create_experiment(name, artifact_location=root.as_uri())
+    if exp is None:
+        root = Path(os.environ.get("RNNFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
+        exp = c.get_experiment(c.create_experiment(name, artifact_location=root.as_uri()))
+    # MLflow 3.17 files a logged model under the process's active experiment, not under the
+    # experiment of the run it is logged to (it falls back to "Default" and ./mlruns).
+    mlflow.set_experiment(experiment_id=exp.experiment_id)
+    return exp.experiment_id
 
 
 @contextmanager

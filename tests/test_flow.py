@@ -52,6 +52,9 @@ def test_flow_logs_compares_and_registers(mlflow_store):
 
     best = summary.results[summary.best]
     assert best.metrics["rmse"] == min(r.metrics["rmse"] for r in summary.results.values())
+    logged = client.get_logged_model(client.get_model_version("rnnflow", "1").source.split("/")[-1])
+    assert logged.experiment_id == parent.info.experiment_id  # not MLflow's "Default"
+    assert "/mlartifacts/" in logged.artifact_location
     assert_pngs(client, parent.info.run_id, ["plots/forecast_vs_actual.png", "plots/loss_curves.png"])
     for child in children:
         assert_pngs(client, child.info.run_id, ["plots/forecast_vs_actual.png", "plots/loss_curves.png"])

@@ -1,7 +1,9 @@
 """Ctrl-C or SIGTERM in the middle of training leaves no MLflow run RUNNING."""
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,8 +33,9 @@ def test_interrupted_training_ends_every_run(tmp_path, mlflow_store, sig):
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store,
            "RNNFLOW_ARTIFACT_ROOT": str(tmp_path / "artifacts")}
     exe = Path(sys.executable).with_name("rnnflow")
+    log = tmp_path / "train.log"  # a file, not a pipe: a leaked server could hold a pipe open
     proc = subprocess.Popen([exe, "train", "--epochs", "1000", "--patience", "0"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path)
     client = MlflowClient(mlflow_store)
     try:
         wait_for_training(client)
@@ -46,3 +49,8 @@ def test_interrupted_training_ends_every_run(tmp_path, mlflow_store, sig):
     assert all(r.info.end_time for r in runs)
     assert proc.returncode != 0
     assert not client.search_registered_models()
+    # Prefect's temporary server went down with the process.
+    printed = log.read_text()
+    port = int(re.search(r"Starting temporary server on http://127.0.0.1:(\d+)", printed).group(1))
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "temporary Prefect server left running"
