@@ -94,6 +94,7 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present")
     amp: bool = Field(False, description="Mixed precision on CUDA")
     num_threads: int = Field(0, ge=0, description="Torch threads per model (0: pick by size)")
+    fused: bool = Field(True, description="Fused Adam/AdamW kernel (same updates up to rounding)")
     concurrent: bool = Field(True, description="Train the variants at the same time")
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin backtest folds, expanding "
                                 "window, each trained afresh (0: off)")

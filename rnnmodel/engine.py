@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ class TrainSpec(Protocol):
     shuffle: bool
     amp: bool  # mixed precision on CUDA (float16 with a gradient scaler)
     num_threads: int  # torch intra-op threads; 0 picks from the model size
+    fused: bool  # fused Adam/AdamW kernel (same updates up to float rounding)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -72,11 +74,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# Read once: fit() sets the thread count while it trains, so asking torch later would return
+# whatever the previous fit chose.
+DEFAULT_THREADS = max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0))))
+GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+
+
 def auto_threads(model: nn.Module) -> int:
-    """Intra-op threads for a model: small recurrent layers run faster on one thread."""
-    hidden = getattr(model, "kwargs", {}).get("hidden_size", 0)
-    # Measured here (2 cores): at hidden 64 one thread beat two; threads pay off from ~128 up.
-    return 1 if hidden < 128 else torch.get_num_threads() or 1
+    """Intra-op threads for a model: narrow recurrent layers run faster on one thread.
+
+    Measured on 2 cores (benchmarks/RESULTS.md): one thread wins while hidden size x gates is
+    under 256 (an LSTM at hidden 64 already gains from two), and a bidirectional tanh RNN was
+    slower on two threads even at hidden 256.
+    """
+    kw = getattr(model, "kwargs", {})
+    cell = kw.get("cell", "rnn")
+    if kw.get("hidden_size", 0) * GATES.get(cell, 1) < 256 or (cell == "rnn" and kw.get("bidirectional")):
+        return 1
+    return DEFAULT_THREADS
 
 
 # Model construction draws from torch's global generator; the lock keeps weight init
@@ -94,7 +109,12 @@ def init_model(seed: int, **kwargs) -> SequenceRegressor:
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
     if spec.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={spec.optimizer!r} is not one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[spec.optimizer](model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    kwargs = {"lr": spec.lr, "weight_decay": spec.weight_decay}
+    if spec.optimizer != "sgd" and getattr(spec, "fused", False):
+        # One kernel for every parameter's update instead of a dozen ops each: 2-7 % a batch
+        # at hidden 64 on CPU (benchmarks/profile_engine.py).
+        kwargs["fused"] = all(p.is_floating_point() for p in model.parameters())
+    return OPTIMIZERS[spec.optimizer](model.parameters(), **kwargs)
 
 
 def make_loss(name: str) -> nn.Module:
@@ -141,8 +161,16 @@ def fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainSp
     summed on the device so the host syncs once per epoch, not once per batch. With a
     validation set and ``patience > 0`` training stops early and keeps the best weights.
     """
-    device = torch.device(device)
+    callers_threads = torch.get_num_threads()
     torch.set_num_threads(spec.num_threads or auto_threads(model))
+    try:
+        return _fit(model, train, val, spec, torch.device(device), on_epoch)
+    finally:
+        torch.set_num_threads(callers_threads)
+
+
+def _fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainSpec,
+         device: torch.device, on_epoch: Callable[[EpochStats], None] | None) -> History:
     model.to(device).train()
     train = train.to(device)
     val = val.to(device) if val is not None and len(val) else None

@@ -8,6 +8,7 @@ from rnnflow.config import PipelineConfig
 from rnnmodel import NonFiniteLossError, fit, init_model, predict, regression_metrics, resolve_device, split
 from rnnmodel import data as synthetic
 from rnnmodel.data import split_sizes
+from rnnmodel.models import SequenceRegressor
 from tests.conftest import tiny_config
 
 
@@ -161,3 +162,100 @@ def test_cuda_training_and_moving_back_to_cpu(amp):
     assert next(model.parameters()).is_cuda and history.train_loss[-1] < history.train_loss[0]
     on_gpu = predict(model, splits.test.x).cpu()
     torch.testing.assert_close(predict(model.cpu(), splits.test.x), on_gpu, rtol=1e-2, atol=1e-3)
+
+
+@pytest.mark.parametrize("cell, bidirectional", [("rnn", False), ("rnn", True), ("lstm", False), ("gru", True)])
+def test_speed_options_do_not_change_the_loss_curve(cell, bidirectional):
+    """Threads and the fused optimizer change speed and float rounding, nothing else."""
+    cfg = tiny_config(model={"cell": cell, "hidden_size": 16}, train={"epochs": 6})
+    splits = make_splits(cfg)
+    histories = {}
+    for threads, fused in ((1, False), (2, True), (0, True)):
+        model = init_model(0, input_size=1, output_size=1, hidden_size=16, cell=cell,
+                           bidirectional=bidirectional)
+        spec = cfg.train.model_copy(update={"num_threads": threads, "fused": fused})
+        histories[threads, fused] = fit(model, splits.train, splits.val, spec, "cpu")
+    reference = histories[1, False]
+    for history in histories.values():
+        torch.testing.assert_close(history.train_loss, reference.train_loss, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(history.val_loss, reference.val_loss, rtol=1e-5, atol=1e-7)
+
+
+def test_thread_count_follows_the_gate_width_and_is_restored():
+    from rnnmodel.engine import DEFAULT_THREADS, auto_threads
+
+    def threads(cell, hidden, bidirectional=False):
+        return auto_threads(SequenceRegressor(1, 1, hidden, cell=cell, bidirectional=bidirectional))
+
+    assert threads("rnn", 64) == threads("gru", 64) == threads("lstm", 32) == 1
+    assert threads("lstm", 64) == threads("gru", 128) == threads("rnn", 256) == DEFAULT_THREADS
+    assert threads("rnn", 256, bidirectional=True) == 1
+    cfg = tiny_config()
+    splits = make_splits(cfg)
+    before = torch.get_num_threads()
+    seen = []
+    fit(init_model(0, input_size=1, output_size=1, hidden_size=8), splits.train, splits.val,
+        cfg.train, "cpu", on_epoch=lambda _: seen.append(torch.get_num_threads()))
+    assert seen == [1] * cfg.train.epochs and torch.get_num_threads() == before
+
+
+def test_the_host_waits_for_the_loss_once_per_epoch():
+    """No `.item()` per batch: one read of the train loss and one of the val loss an epoch
+    (Adam's own reads of its CPU step counters aside)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = tiny_config(train={"epochs": 4})
+    splits = make_splits(cfg)
+    assert len(splits.train) > 4 * cfg.train.batch_size
+    model = init_model(0, input_size=1, output_size=1, hidden_size=8, cell="lstm")
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fit(model, splits.train, splits.val, cfg.train, "cpu")
+    events = prof.events()
+    steps = [e.time_range for e in events if e.name.startswith("Optimizer.step")]
+    syncs = [e for e in events if e.name == "aten::_local_scalar_dense"
+             and not any(s.start <= e.time_range.start <= s.end for s in steps)]
+    assert len(syncs) == 2 * cfg.train.epochs
+
+
+def test_the_loop_moves_no_batch_between_devices():
+    """Data move to the device once per fit; batches are views or gathers of those tensors.
+    (On CUDA each move would be a host-device copy; here every call that could move a
+    data-shaped tensor is counted.)"""
+    from torch.overrides import TorchFunctionMode
+
+    cfg = tiny_config(train={"epochs": 3})
+    splits = make_splits(cfg)
+    shapes = {splits.train.x.shape[1:], splits.train.y.shape[1:]}
+
+    class CountMoves(TorchFunctionMode):
+        moves = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, "__name__", "")
+            if (name in {"to", "cuda", "cpu", "copy_", "pin_memory"} and args
+                    and isinstance(args[0], torch.Tensor) and args[0].shape[1:] in shapes):
+                CountMoves.moves += 1
+            return func(*args, **(kwargs or {}))
+
+    model = init_model(0, input_size=1, output_size=1, hidden_size=8)
+    with CountMoves():
+        fit(model, splits.train, splits.val, cfg.train, "cpu")
+    batches = cfg.train.epochs * math.ceil(len(splits.train) / cfg.train.batch_size)
+    assert CountMoves.moves == 4 < batches  # train x, y and val x, y, once
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_loop_copies_nothing_per_batch():
+    """With data and model on the GPU, host-to-device copies are per epoch (the shuffle order)
+    and per parameter (optimizer state), never per batch."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = tiny_config(train={"device": "cuda", "epochs": 5, "batch_size": 8})
+    splits = make_splits(cfg)
+    train, val = splits.train.to("cuda"), splits.val.to("cuda")
+    model = init_model(0, input_size=1, output_size=1, hidden_size=16, cell="gru").cuda()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fit(model, train, val, cfg.train, "cuda")
+    batches = cfg.train.epochs * math.ceil(len(train) / cfg.train.batch_size)
+    copies = sum("Memcpy HtoD" in e.name for e in prof.events())
+    assert copies < batches // 2, (copies, batches)
