@@ -35,5 +35,16 @@ ui: install
 serve: install
 	$(BIN)/rnnflow serve
 
+# The quick benchmark (under 3 minutes); `$(BIN)/python benchmarks/train_speed.py` is the full
+# one. Darts comes with the `bench` extra, held to the torch already installed; without it the
+# Darts column says "not installed".
+bench: $(VENV)/.bench-installed
+	$(BIN)/python benchmarks/train_speed.py --quick
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch.txt
+	$(PIP) install -e ".[dev,bench]" -c $(VENV)/torch.txt || echo "Darts did not install: benchmarking without it"
+	@touch $@
+
 clean:
 	rm -rf $(VENV) mlflow.db mlartifacts mlruns .pytest_cache

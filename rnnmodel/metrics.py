@@ -8,7 +8,9 @@ import torch
 
 def regression_metrics(pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> dict[str, float]:
     """MSE, RMSE, MAE and R² over every element, computed in float64."""
-    pred, target = (torch.as_tensor(t).detach().cpu().double() for t in (pred, target))
+    # Arrays are converted to float64 copies (read-only ones, from pandas, included).
+    pred, target = (t.detach().cpu().double() if isinstance(t, torch.Tensor)
+                    else torch.from_numpy(np.array(t, dtype=np.float64)) for t in (pred, target))
     if pred.shape != target.shape:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     err = pred - target

@@ -7,6 +7,7 @@ belongs to one thread, and Prefect runs submitted tasks in a thread pool.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import time
 import warnings
@@ -16,10 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from rnnmodel import EpochStats
@@ -37,13 +41,21 @@ FORECASTER_CODE = [str(CODE_ROOT / pkg) for pkg in ("rnnmodel", "rnnflow", "task
 warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
 
+
+class _DropPickleWarning(logging.Filter):
+    """MLflow warns on every pickled PyTorch model that unpickling runs code. rnnflow pickles on
+    purpose (see `log_torch_model`) and loads only from its own registry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Saving pytorch model by Pickle")
+
+
+logging.getLogger("mlflow.pytorch").addFilter(_DropPickleWarning())
+
 _open_runs: set[str] = set()
 _open_lock = threading.Lock()
 # Set when the flow is interrupted; training callbacks check it and stop at the next epoch.
 cancelled = threading.Event()
-# torch.export, which MLflow uses to save PyTorch models, keeps module state in globals and
-# fails when two threads export at once ("_EXPORT_MODULE_HIERARCHY must not be None").
-_export_lock = threading.Lock()
 
 
 class RunCancelled(Exception):
@@ -145,19 +157,32 @@ def run_url(run_id: str) -> str:
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
+def torch_signature(model: torch.nn.Module) -> ModelSignature:
+    """(batch, window, features) -> (batch, window or horizon, targets), any batch and window:
+    a recurrent network reads windows of any length, so the champion of one window length can
+    be scored on another's holdout."""
+    kw = model.kwargs
+    steps = -1 if kw["horizon"] is None else kw["horizon"]
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, kw["input_size"]))]),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, steps, kw["output_size"]))]))
+
+
 def log_torch_model(run_id: str, model: torch.nn.Module, example: torch.Tensor) -> str:
-    """Log the network with a signature inferred from ``example``; returns the model URI."""
+    """Log the network in MLflow's PyTorch flavour; returns the model URI.
+
+    Pickled with the `rnnmodel` package alongside (code_paths), not exported: torch.export
+    traced the RNN over the example's window (2.2 s a model at window 48, and a model pinned
+    to that window), and it changed process-wide state under a variant still training in
+    another thread. Unpickling runs code: load models only from a registry you trust.
+    """
     import mlflow.pytorch  # 1-2 s of imports, paid only by runs that log a model
 
-    # torch.export pins the batch size to the example's when it is 1: keep two rows.
-    example = example[:2].detach().cpu().numpy()
-    with _export_lock, warnings.catch_warnings():
-        # Export warns that nn.RNN assigns `_flat_weights` while tracing; it is harmless.
-        warnings.filterwarnings("ignore", message=".*were assigned during export.*")
-        info = mlflow.pytorch.log_model(
-            copy.deepcopy(model).cpu().eval(), name="model", input_example=example, run_id=run_id,
-            pip_requirements=PIP_REQUIREMENTS,
-        )
+    info = mlflow.pytorch.log_model(
+        copy.deepcopy(model).cpu().eval(), name="model", run_id=run_id,
+        serialization_format="pickle", code_paths=[str(CODE_ROOT / "rnnmodel")],
+        signature=torch_signature(model), input_example=example[:2].detach().cpu().numpy(),
+        pip_requirements=PIP_REQUIREMENTS,
+    )
     return info.model_uri
 
 

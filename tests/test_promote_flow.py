@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 ONE = {"model": {"variants": ["rnn"]}}
 
 
-def train(epochs: int):
-    return train_flow(tiny_config(train={"epochs": epochs}, **ONE))
+def train(epochs: int, window: int = 12):
+    return train_flow(tiny_config(data={"window": window}, train={"epochs": epochs}, **ONE))
 
 
 def aliases():
@@ -39,7 +39,7 @@ def test_worse_challenger_keeps_the_champion_and_says_why(mlflow_store):
 
 def test_better_challenger_is_promoted_and_rollback_restores(mlflow_store, capsys):
     train(1)
-    second = train(8)
+    second = train(8, window=16)  # the champion is scored on 16-step windows it never saw
     assert second.decision.promote and second.decision.margin > 0
     assert aliases() == {CHAMPION: "2", CHALLENGER: "2", PREVIOUS: "1"}
     assert main(["promote", "--rollback"]) == 0
