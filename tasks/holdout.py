@@ -71,7 +71,9 @@ def score(model_uri: str, holdout: Holdout) -> dict[str, float]:
     model = mlflow.pyfunc.load_model(model_uri)
     if holdout.frame is None:
         return regression_metrics(np.asarray(model.predict(holdout.x)), holdout.y)
-    forecasts = model.predict(holdout.frame)
+    # The stored rows are the checked series a model reads (for a wide file: melted), not the
+    # raw file its signature describes, so they go to the forecaster itself.
+    forecasts = model.unwrap_python_model().predict(None, holdout.frame)
     targets = list(forecasts.columns[forecasts.columns.get_loc("step") + 1:])
     row = (forecasts["origin"] + forecasts["step"]).to_numpy()
     # Whole windows only, as in training's test metrics: every step of the forecast is known.

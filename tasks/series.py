@@ -72,7 +72,8 @@ def input_example(raw: pd.DataFrame, spec: ColumnSpec, window: int) -> pd.DataFr
 
 def prepare_frame(frame: pd.DataFrame, cfg: ColumnSpec, source: str = "data") -> pd.DataFrame:
     """Select, type-check, order and clean the columns a model reads (also used at predict time)."""
-    if cfg.layout == "wide":
+    # A wide model also reads its series already melted (its holdout is stored that way).
+    if cfg.layout == "wide" and cfg.target[0] not in frame.columns:
         frame = melt_wide(frame, cfg, source)
     wanted = cfg.inputs + ([cfg.time_column] if cfg.time_column else [])
     missing = [c for c in wanted if c not in frame.columns]

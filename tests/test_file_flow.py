@@ -77,3 +77,26 @@ def test_predict_errors(tmp_path, mlflow_store, capsys):
     assert "partial.csv: column 'price' that the model was trained on is missing; the file has columns month, sales" in err
     assert main(["predict", "--data", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
+
+
+def test_wide_file_trains_promotes_and_predicts(tmp_path, mlflow_store):
+    """One row per year, a column per month (like elnino.csv): melted for training, and the
+    champion is judged on the melted holdout and scores the raw wide file."""
+    months = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
+    t = np.arange(14 * 12)
+    values = (20 + 3 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.3, len(t)))
+    wide = pd.DataFrame(values.reshape(14, 12).round(2), columns=months)
+    wide.insert(0, "YEAR", range(1990, 2004))
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    cfg = tiny_config(data={"path": str(tmp_path / "wide.csv"), "layout": "wide", "time_column": "YEAR",
+                            "target": ["sst"], "window": 12}, **{"model": {"variants": ["rnn"]}})
+    first = train_flow(cfg)
+    second = train_flow(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 6})}))
+    assert first.decision.promote and second.decision is not None  # both versions were scored
+    scores = MlflowClient().get_model_version("rnnflow", "2").tags
+    assert float(scores["promotion.champion_score"]) > 0 and float(scores["promotion.challenger_score"]) > 0
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--data", str(tmp_path / "wide.csv"), "--out", str(out)]) == 0
+    written = pd.read_csv(out)
+    assert list(written.columns) == ["YEAR", "origin", "step", "sst"]
+    assert len(written) == 14 * 12 - 12 + 1
