@@ -14,7 +14,7 @@ from rnnmodel import resolve_device
 from tasks import tracking
 from tasks.compare import publish_comparison
 from tasks.data import DataBundle, prepare_data
-from tasks.evaluate import baseline_metrics
+from tasks.evaluate import Fold, backtest_folds, baseline_metrics
 from tasks.holdout import Holdout, holdout_of
 from tasks.promotion import Decision, snapshot_aliases
 from tasks.registry import config_hash, git_commit, register_model
@@ -42,12 +42,13 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
             "prefect.flow_run_name": str(runtime.flow_run.name)}
     bundle = prepare_data(cfg.data)
     baselines, holdout = baseline_metrics(bundle, cfg.data), holdout_of(bundle)
+    folds = backtest_folds(bundle, cfg.data, cfg.train.backtest_folds) if cfg.train.backtest_folds else []
     with tracking.tracked_run(cfg.tracking.experiment, f"{cfg.preset}-{tags['prefect.flow_run_name']}",
                               tags=tags) as parent_id:
         tracking.log_params(parent_id, {"preset": cfg.preset, "variants": ",".join(cfg.model.variants)})
         if bundle.frame is not None:
             tracking.log_dataset(parent_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
-        results = _train_variants(bundle, _threads_per_variant(cfg), parent_id, tags, baselines, holdout)
+        results = _train_variants(bundle, _threads_per_variant(cfg), parent_id, tags, baselines, holdout, folds)
         best = min(results.values(), key=lambda r: r.metrics[cfg.tracking.metric])
         publish_comparison(parent_id, results, bundle, cfg, baselines, best.variant)
         summary = TrainSummary(parent_id, results, best.variant)
@@ -76,11 +77,12 @@ def _threads_per_variant(cfg: PipelineConfig) -> PipelineConfig:
 
 
 def _train_variants(bundle: DataBundle, cfg: PipelineConfig, parent_id: str, tags: dict[str, str],
-                    baselines: dict[str, float], holdout: Holdout) -> dict[str, VariantResult]:
+                    baselines: dict[str, float], holdout: Holdout,
+                    folds: list[Fold]) -> dict[str, VariantResult]:
     """Train the variants, side by side when configured; every failure fails the flow."""
     variants = cfg.model.variants
     args = (bundle, cfg)
-    rest = (parent_id, tags, baselines, holdout)
+    rest = (parent_id, tags, baselines, holdout, folds)
     if not cfg.train.concurrent or len(variants) == 1:
         return {v: train_variant(*args, v, *rest) for v in variants}
     futures = [train_variant.submit(*args, v, *rest) for v in variants]

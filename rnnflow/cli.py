@@ -84,8 +84,7 @@ def _train(args: argparse.Namespace) -> int:
         resolve_device(cfg.train.device)
     except ValueError as exc:
         raise ConfigError(f"train.device: {exc}") from None
-    if cfg.data.source == "file":
-        check_file_data(cfg)
+    check_data(cfg)
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return 0
@@ -96,13 +95,19 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_file_data(cfg: PipelineConfig) -> None:
-    """Read and window the file once before anything starts, so bad data exits with code 2."""
-    from tasks.data import file_bundle
+def check_data(cfg: PipelineConfig) -> None:
+    """Read (or generate) and window the data once before anything starts, and cut the
+    backtest folds, so that bad data or too many folds exit with code 2."""
+    from tasks.data import prepare_data
+    from tasks.evaluate import backtest_folds
 
+    if cfg.data.source != "file" and not cfg.train.backtest_folds:
+        return  # generated data have no bad input that validation has not caught
     try:
-        file_bundle(cfg.data)
-    except ValueError as exc:  # DataError, or too few rows for the windows
+        bundle = prepare_data.fn(cfg.data)
+        if cfg.train.backtest_folds:
+            backtest_folds(bundle, cfg.data, cfg.train.backtest_folds)
+    except ValueError as exc:  # DataError, too few rows for the windows or the folds
         raise ConfigError(str(exc)) from None
 
 

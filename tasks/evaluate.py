@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from rnnflow.config import DataConfig, TrainConfig
 from rnnmodel import Sequences, fit, predict, regression_metrics
-from rnnmodel.windows import naive_forecast, rolling_origin_folds
+from rnnmodel.windows import Scaler, make_windows, naive_forecast, rolling_origin_folds
 from tasks.data import DataBundle
+from tasks.series import ColumnSpec
 
 
 def baseline_metrics(bundle: DataBundle, cfg: DataConfig) -> dict[str, float]:
@@ -40,21 +43,53 @@ def skill_scores(metrics: dict[str, float], baselines: dict[str, float]) -> dict
             for name, value in baselines.items() if name.endswith("_rmse") and value > 0}
 
 
-def backtest(bundle: DataBundle, spec: TrainConfig, folds: int, build: Callable[[], torch.nn.Module],
-             device: torch.device) -> list[dict[str, float]]:
-    """Rolling-origin metrics: for each fold a fresh model (``build``) trains on every window
-    before the fold's origin and is scored, unscaled, on the block after it.
+@dataclass
+class Fold:
+    train: Sequences
+    test: Sequences
+    scaler: Scaler | None  # file data: fitted on this fold's training rows only
 
-    File windows keep the scaling fitted on the main training part; early stopping is off,
-    since a fold has no validation block of its own.
+
+def backtest_folds(bundle: DataBundle, cfg: DataConfig, folds: int) -> list[Fold]:
+    """The rolling-origin folds (expanding window): fold k trains on everything before its
+    origin and is scored on the block after it. Raises ValueError when they do not fit.
+
+    File data are cut by rows, and each fold scales with statistics of its own training rows,
+    so no fold's scaling sees its future. Test windows may read inputs from before the origin
+    (the past); their targets all lie after it. Synthetic windows are cut by window.
     """
-    x = torch.cat([part.x for part in bundle.splits])
-    y = torch.cat([part.y for part in bundle.splits])
+    if bundle.frame is None:
+        x = torch.cat([part.x for part in bundle.splits])
+        y = torch.cat([part.y for part in bundle.splits])
+        return [Fold(Sequences(x[:a], y[:a]), Sequences(x[a:b], y[a:b]), None)
+                for a, b in rolling_origin_folds(len(x), folds)]
+    values = bundle.frame[ColumnSpec.from_config(cfg).inputs].to_numpy(np.float64)
+    need = cfg.window + cfg.horizon
+    out = []
+    for k, (origin, end) in enumerate(rolling_origin_folds(len(values), folds)):
+        if origin < need or end - origin < cfg.horizon:
+            raise ValueError(f"backtest_folds={folds}: fold {k + 1} trains on {origin} rows and tests on "
+                             f"{end - origin}, but a window needs {need} rows (window + horizon); "
+                             "use fewer folds")
+        scaler = Scaler.fit(values[:origin])
+        scaled = scaler.transform(values[:end])
+        out.append(Fold(make_windows(scaled[:origin], cfg.window, cfg.horizon, bundle.targets, cfg.stride),
+                        make_windows(scaled[origin - cfg.window:end], cfg.window, cfg.horizon,
+                                     bundle.targets, cfg.stride), scaler))
+    return out
+
+
+def backtest(folds: list[Fold], targets: list[int], spec: TrainConfig, build: Callable[[], torch.nn.Module],
+             device: torch.device) -> list[dict[str, float]]:
+    """Each fold's metrics, in the data's units, of a fresh model (``build``) trained on the
+    fold's training windows. Early stopping is off: a fold has no validation block."""
     spec = spec.model_copy(update={"patience": 0})
     scores = []
-    for train_end, test_end in rolling_origin_folds(len(x), folds):
+    for fold in folds:
         model = build()
-        fit(model, Sequences(x[:train_end], y[:train_end]), None, spec, device)
-        pred = predict(model, x[train_end:test_end])
-        scores.append(regression_metrics(bundle.unscale(pred), bundle.unscale(y[train_end:test_end])))
+        fit(model, fold.train, None, spec, device)
+        pred, actual = (t.numpy().astype(np.float64) for t in (predict(model, fold.test.x).cpu(), fold.test.y))
+        if fold.scaler is not None:
+            pred, actual = fold.scaler.inverse(pred, targets), fold.scaler.inverse(actual, targets)
+        scores.append(regression_metrics(pred, actual))
     return scores

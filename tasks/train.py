@@ -15,7 +15,7 @@ from rnnflow.config import PipelineConfig, Variant
 from rnnmodel import History, SequenceRegressor, fit, init_model, predict, regression_metrics, resolve_device
 from tasks import plots, tracking
 from tasks.data import DataBundle
-from tasks.evaluate import backtest, skill_scores
+from tasks.evaluate import Fold, backtest, skill_scores
 from tasks.forecaster import save_checkpoint
 from tasks.holdout import Holdout, log_holdout
 from tasks.series import ColumnSpec
@@ -88,7 +88,8 @@ def log_variant_plots(run_id: str, name: str, history: History, forecast: np.nda
 
 @task(cache_policy=NO_CACHE)
 def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
-                  tags: dict[str, str], baselines: dict[str, float], holdout: Holdout) -> VariantResult:
+                  tags: dict[str, str], baselines: dict[str, float], holdout: Holdout,
+                  folds: list[Fold]) -> VariantResult:
     """Fit one variant; log params, per-epoch losses, test metrics, skill, plots and the model."""
     device = resolve_device(cfg.train.device)
     name = f"{cfg.model.cell}-{variant}"
@@ -106,8 +107,8 @@ def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, par
         tracking.log_metrics(run_id, {f"test_{k}": v for k, v in metrics.items()} | baselines
                              | {"best_epoch": history.best_epoch, "epochs_run": history.epochs_run,
                                 "train_seconds": history.seconds})
-        if cfg.train.backtest_folds:
-            log_backtest(run_id, backtest(bundle, cfg.train, cfg.train.backtest_folds,
+        if folds:
+            log_backtest(run_id, backtest(folds, bundle.targets, cfg.train,
                                           lambda: build_variant(cfg, bundle, variant), device))
         log_variant_plots(run_id, name, history, forecast, actual, cfg.data.per_step)
         log_holdout(run_id, holdout)

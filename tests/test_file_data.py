@@ -91,3 +91,29 @@ def test_wide_layout_melts_row_by_row(tmp_path):
     out = prepare_frame(wide, ColumnSpec(["sst"], time_column="YEAR", layout="wide"))
     assert out["sst"].tolist() == [1, 2, 3, 4, 5, 6]
     np.testing.assert_allclose(out["YEAR"], [2000, 2000 + 1 / 3, 2000 + 2 / 3, 2001, 2001 + 1 / 3, 2001 + 2 / 3])
+
+
+def test_backtest_folds_scale_with_their_own_past_only(tmp_path):
+    """Fold k's scaler is fitted on the rows before its origin; its test targets all lie after."""
+    from tasks.evaluate import backtest_folds
+
+    path = write_series(tmp_path / "s.csv", n=120, trend=np.arange(120) * 0.5)
+    cfg = data_cfg(path, features=["trend"], horizon=2)
+    bundle = file_bundle(cfg)
+    folds = backtest_folds(bundle, cfg, 3)
+    values = bundle.frame[["y", "trend"]].to_numpy()
+    for (origin, end), fold in zip([(30, 60), (60, 90), (90, 120)], folds):
+        np.testing.assert_allclose(fold.scaler.mean, values[:origin].mean(0))
+        assert len(fold.train) == origin - 8 - 2 + 1
+        targets = fold.scaler.inverse(fold.test.y.numpy().astype(np.float64), [0])[:, :, 0]
+        np.testing.assert_allclose(targets[0], values[origin:origin + 2, 0], rtol=1e-5)
+        np.testing.assert_allclose(targets[-1], values[end - 2:end, 0], rtol=1e-5)
+    assert folds[0].scaler.mean[1] < folds[2].scaler.mean[1]  # the trend's mean grows with the past
+
+
+def test_too_many_backtest_folds_fail_before_any_run(capsys, tmp_path, mlflow_store):
+    good = write_series(tmp_path / "good.csv")
+    err = bad(capsys, "--data", str(good), "--target", "y", "--window", "8", "--backtest-folds", "14")
+    assert "backtest_folds=14: fold 1 trains on 8 rows and tests on 8, but a window needs 9 rows" in err
+    assert "backtest_folds=200 needs at least 201 samples" in bad(capsys, "--preset", "tutorial",
+                                                                  "--backtest-folds", "200")

@@ -80,8 +80,8 @@ def test_predict_errors(tmp_path, mlflow_store, capsys):
 
 
 def test_wide_file_trains_promotes_and_predicts(tmp_path, mlflow_store):
-    """One row per year, a column per month (like elnino.csv): melted for training, and the
-    champion is judged on the melted holdout and scores the raw wide file."""
+    """One row per year, a column per month (like elnino.csv): melted for training and the
+    backtest, and the champion is judged on the melted holdout and scores the raw wide file."""
     months = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"]
     t = np.arange(14 * 12)
     values = (20 + 3 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(1).normal(0, 0.3, len(t)))
@@ -89,8 +89,12 @@ def test_wide_file_trains_promotes_and_predicts(tmp_path, mlflow_store):
     wide.insert(0, "YEAR", range(1990, 2004))
     wide.to_csv(tmp_path / "wide.csv", index=False)
     cfg = tiny_config(data={"path": str(tmp_path / "wide.csv"), "layout": "wide", "time_column": "YEAR",
-                            "target": ["sst"], "window": 12}, **{"model": {"variants": ["rnn"]}})
+                            "target": ["sst"], "window": 12}, model={"variants": ["rnn"]},
+                      train={"backtest_folds": 2})
     first = train_flow(cfg)
+    run = MlflowClient().get_run(first.results["rnn"].run_id)
+    assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "backtest_rmse")] == [0, 1]
+    assert 0 < run.data.metrics["backtest_rmse_mean"] < 10  # in °C, like the test rmse
     second = train_flow(cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 6})}))
     assert first.decision.promote and second.decision is not None  # both versions were scored
     scores = MlflowClient().get_model_version("rnnflow", "2").tags
