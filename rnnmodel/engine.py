@@ -174,56 +174,92 @@ def _fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainS
     model.to(device).train()
     train = train.to(device)
     val = val.to(device) if val is not None and len(val) else None
-    optimizer = make_optimizer(model, spec)
-    loss_fn = make_loss(spec.loss)
-    amp = spec.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    step = _Step(model, make_optimizer(model, spec), make_loss(spec.loss), spec.grad_clip,
+                 amp=spec.amp and device.type == "cuda", device_type=device.type)
     shuffler = torch.Generator().manual_seed(spec.seed)
-    n, bs = len(train), spec.batch_size
-    history, best_state, best_val, bad_epochs = History(), None, float("inf"), 0
+    history, stopper = History(), _EarlyStopping(spec.patience)
     start = time.perf_counter()
     for epoch in range(spec.epochs):
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=shuffler).to(device) if spec.shuffle else None
-        total = torch.zeros((), device=device)
-        for i in range(0, n, bs):
-            if order is None:
-                xb, yb = train.x[i:i + bs], train.y[i:i + bs]
-            else:
-                idx = order[i:i + bs]
-                xb, yb = train.x[idx], train.y[idx]
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                loss = loss_fn(model(xb), yb)
-            scaler.scale(loss).backward()
-            if spec.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.detach() * len(xb)
-        train_loss = total.item() / n
+        order = torch.randperm(len(train), generator=shuffler).to(device) if spec.shuffle else None
+        train_loss = _train_epoch(step, train, spec.batch_size, order)
         _check_finite(train_loss, "train loss", epoch, spec)
-        val_loss = _mean_loss(model, val, loss_fn, max(bs, 256)) if val is not None else None
-        if val_loss is not None:
-            _check_finite(val_loss, "validation loss", epoch, spec)
         history.train_loss.append(train_loss)
-        if val_loss is not None:
+        val_loss = None
+        if val is not None:
+            val_loss = _mean_loss(model, val, step.loss_fn, max(spec.batch_size, 256))
+            _check_finite(val_loss, "validation loss", epoch, spec)
             history.val_loss.append(val_loss)
         if on_epoch is not None:
             on_epoch(EpochStats(epoch, train_loss, val_loss, time.perf_counter() - t0))
-        if val_loss is None:
-            continue
-        if val_loss < best_val:
-            best_val, bad_epochs, history.best_epoch = val_loss, 0, epoch
-            if spec.patience:
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad_epochs += 1
-            if spec.patience and bad_epochs >= spec.patience:
-                history.stopped_early = True
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if val_loss is not None and stopper.should_stop(model, val_loss, epoch):
+            history.stopped_early = True
+            break
+    history.best_epoch = stopper.best_epoch
+    stopper.restore_best(model)
     history.seconds = time.perf_counter() - start
     return history
+
+
+@dataclass
+class _Step:
+    """One optimizer step on a batch: mixed precision on CUDA when asked, optional clipping."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.Module
+    grad_clip: float
+    amp: bool
+    device_type: str
+
+    def __post_init__(self) -> None:
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp)
+
+    def __call__(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device_type, dtype=torch.float16, enabled=self.amp):
+            loss = self.loss_fn(self.model(xb), yb)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach()
+
+
+def _train_epoch(step: _Step, train: Sequences, batch_size: int, order: torch.Tensor | None) -> float:
+    """Mean training loss of one pass. Batches are slices (or, shuffled, gathers) of tensors
+    already on the device; the loss is summed there and read once, at the end."""
+    n = len(train)
+    total = torch.zeros((), device=train.x.device)
+    for i in range(0, n, batch_size):
+        if order is None:
+            xb, yb = train.x[i:i + batch_size], train.y[i:i + batch_size]
+        else:
+            idx = order[i:i + batch_size]
+            xb, yb = train.x[idx], train.y[idx]
+        total += step(xb, yb) * len(xb)
+    return total.item() / n
+
+
+class _EarlyStopping:
+    """Tracks the best validation loss; with ``patience`` > 0 keeps the best weights and says
+    when that many epochs in a row have not improved on it."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, float("inf"), -1, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def should_stop(self, model: nn.Module, val_loss: float, epoch: int) -> bool:
+        if val_loss < self.best:
+            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            if self.patience:
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            return False
+        self.bad_epochs += 1
+        return bool(self.patience) and self.bad_epochs >= self.patience
+
+    def restore_best(self, model: nn.Module) -> None:
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
