@@ -45,8 +45,10 @@ def local_server(port: int, timeout: float = 90):
     """Start `prefect server start` on 127.0.0.1:port, yield its API URL, stop it after."""
     api_url = f"http://127.0.0.1:{port}/api"
     prefect = Path(sys.executable).with_name("prefect")
+    # Its own session: Ctrl-C in a terminal (or `timeout`) signals the whole process group, and
+    # the server must outlive the runner's shutdown, which pauses the deployments through it.
     proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not _healthy(api_url):

@@ -20,7 +20,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store):
+# SIGTERM to the process (`kill`), and Ctrl-C as a terminal sends it: SIGINT to the whole
+# foreground process group.
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
     port = free_port()
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("data: {n_samples: 64, window: 8}\nmodel: {hidden_size: 4}\ntrain: {epochs: 2}\n")
@@ -31,7 +34,8 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store):
     log = (tmp_path / "serve.log").open("w+")
     proc = subprocess.Popen([exe, "serve", "--deployment", "nightly-train", "--interval", "15",
                              "--port", str(port), "--config", str(tiny)],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                            start_new_session=True)  # a process group of its own, as in a terminal
     client = MlflowClient(mlflow_store)
     try:
         # The parent run ends before the promotion step moves `champion`: wait for both.
@@ -48,10 +52,18 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store):
         assert finished[0].data.tags["prefect.flow_run_id"]
         assert champion, f"no champion after the scheduled run; serve printed:\n{log.read()[-3000:]}"
     finally:
-        proc.send_signal(signal.SIGTERM)  # Prefect's runner shuts down gracefully on SIGTERM
+        if stop == "sigterm":
+            proc.send_signal(signal.SIGTERM)  # Prefect's runner shuts down gracefully on SIGTERM
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
         try:
-            proc.wait(30)
+            code = proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = None
+    log.seek(0)
+    printed = log.read()
+    assert code is not None, f"serve did not stop within 30 s of {stop}:\n{printed[-3000:]}"
+    assert "Traceback" not in printed, printed[-3000:]
     with socket.socket() as s:  # the server it started is gone with it
         assert s.connect_ex(("127.0.0.1", port)) != 0
