@@ -31,7 +31,8 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
     env.update(MLFLOW_TRACKING_URI=mlflow_store, RNNFLOW_ARTIFACT_ROOT=str(tmp_path / "art"),
                PREFECT_HOME=str(tmp_path / "prefect-home"))
     exe = Path(sys.executable).with_name("rnnflow")
-    log = (tmp_path / "serve.log").open("w+")
+    log_path = tmp_path / "serve.log"
+    log = log_path.open("w")  # the child shares this file offset: read the log by path, never seek it
     proc = subprocess.Popen([exe, "serve", "--deployment", "nightly-train", "--interval", "15",
                              "--port", str(port), "--config", str(tiny)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
@@ -47,10 +48,9 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
                         and "mlflow.parentRunId" not in r.data.tags] if exp else []
             champion = finished and client.search_model_versions("name = 'rnnflow'") and \
                 client.get_registered_model("rnnflow").aliases.get("champion")
-        log.seek(0)
-        assert finished, f"no scheduled run completed; serve printed:\n{log.read()[-3000:]}"
+        assert finished, f"no scheduled run completed; serve printed:\n{log_path.read_text()[-3000:]}"
         assert finished[0].data.tags["prefect.flow_run_id"]
-        assert champion, f"no champion after the scheduled run; serve printed:\n{log.read()[-3000:]}"
+        assert champion, f"no champion after the scheduled run; serve printed:\n{log_path.read_text()[-3000:]}"
     finally:
         if stop == "sigterm":
             proc.send_signal(signal.SIGTERM)  # Prefect's runner shuts down gracefully on SIGTERM
@@ -61,8 +61,8 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             code = None
-    log.seek(0)
-    printed = log.read()
+    log.close()
+    printed = log_path.read_text()
     assert code is not None, f"serve did not stop within 30 s of {stop}:\n{printed[-3000:]}"
     assert "Traceback" not in printed, printed[-3000:]
     with socket.socket() as s:  # the server it started is gone with it
