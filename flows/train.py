@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime
 from prefect.futures import wait
@@ -43,9 +44,11 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
     bundle = prepare_data(cfg.data)
     baselines, holdout = baseline_metrics(bundle, cfg.data), holdout_of(bundle)
     folds = backtest_folds(bundle, cfg.data, cfg.train.backtest_folds) if cfg.train.backtest_folds else []
-    with tracking.tracked_run(cfg.tracking.experiment, f"{cfg.preset}-{tags['prefect.flow_run_name']}",
+    data = Path(cfg.data.path).stem if cfg.data.source == "file" else cfg.preset
+    with tracking.tracked_run(cfg.tracking.experiment, f"{data}-{tags['prefect.flow_run_name']}",
                               tags=tags) as parent_id:
-        tracking.log_params(parent_id, {"preset": cfg.preset, "variants": ",".join(cfg.model.variants)})
+        tracking.log_params(parent_id, {"data": cfg.data.path or f"preset:{cfg.preset}",
+                                        "variants": ",".join(cfg.model.variants)})
         if bundle.frame is not None:
             tracking.log_dataset(parent_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
         results = _train_variants(bundle, _threads_per_variant(cfg), parent_id, tags, baselines, holdout, folds)

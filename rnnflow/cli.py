@@ -119,7 +119,7 @@ def format_summary(summary, cfg: PipelineConfig) -> str:
         m = r.metrics
         best = "  <- best" if variant == summary.best else ""
         skill = f"  skill {m['skill_naive']:+.3f}" if "skill_naive" in m else ""
-        lines.append(f"  {variant:5s} test rmse {m['rmse']:.4g}  mae {m['mae']:.4g}  r2 {m['r2']:.3f}{skill}"
+        lines.append(f"  {variant:5s} test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}{skill}"
                      f"  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
     lines.append(f"  parent run {summary.parent_run_id}")
     if summary.version:

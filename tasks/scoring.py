@@ -26,7 +26,9 @@ def model_inputs(model_uri: str) -> list[str]:
         raise DataError(f"model URI {model_uri} does not resolve ({str(exc).splitlines()[0][:120]}); "
                         f"registered models: {', '.join(names) or 'none'}") from None
     if info.signature is None or not info.signature.inputs.has_input_names():
-        raise DataError(f"model {model_uri} has no named-column signature: it was not trained on a file")
+        raise DataError(f"model {model_uri} was trained on generated data, not on a file, so it takes "
+                        "windows, not a table: train on your file (rnnflow train --data FILE --target COL "
+                        "--model-name NAME) and score with --model-uri models:/NAME@champion")
     return info.signature.inputs.input_names()
 
 

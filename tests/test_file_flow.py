@@ -77,6 +77,10 @@ def test_predict_errors(tmp_path, mlflow_store, capsys):
     assert "partial.csv: column 'price' that the model was trained on is missing; the file has columns month, sales" in err
     assert main(["predict", "--data", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
+    # A model of the synthetic presets takes windows, not a table: say how to get one that does.
+    train_flow(tiny_config(model={"variants": ["rnn"]}, tracking={"model_name": "synthetic"}))
+    assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--model-uri", "models:/synthetic@champion"]) == 2
+    assert "was trained on generated data, not on a file" in capsys.readouterr().err
 
 
 def test_wide_file_trains_promotes_and_predicts(tmp_path, mlflow_store):
