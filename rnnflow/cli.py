@@ -90,7 +90,11 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from flows.train import train_flow
 
-    summary = train_flow(cfg)
+    try:
+        summary = train_flow(cfg)
+    except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
+        print(f"rnnflow train: failed: {exc}", file=sys.stderr)
+        return 1
     print(format_summary(summary, cfg))
     return 0
 

@@ -1,5 +1,7 @@
 """The training flow end to end, against a temporary SQLite MLflow store, read back."""
 
+import re
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -99,6 +101,16 @@ def test_failed_training_fails_the_runs_and_registers_nothing(mlflow_store):
     assert len(client.search_model_versions("name='rnnflow'")) == 1
     after = {a: client.get_model_version_by_alias("rnnflow", a).version for a in ("champion", "challenger")}
     assert after == before
+
+
+def test_cli_says_why_training_failed(mlflow_store, capsys):
+    from rnnflow.cli import main
+
+    code = main(["train", "--n-samples", "96", "--window", "12", "--hidden-size", "8", "--epochs", "3",
+                 "--lr", "1e30", "--optimizer", "sgd", "--grad-clip", "0", "--no-register-best"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert re.match(r"rnnflow train: failed: train loss is (nan|inf) at epoch 0; lower lr", err[-1])
 
 
 @pytest.mark.parametrize("preset", ["tutorial", "sine"])
