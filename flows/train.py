@@ -47,7 +47,7 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
     data = Path(cfg.data.path).stem if cfg.data.source == "file" else cfg.preset
     with tracking.tracked_run(cfg.tracking.experiment, f"{data}-{tags['prefect.flow_run_name']}",
                               tags=tags) as parent_id:
-        tracking.log_params(parent_id, {"data": cfg.data.path or f"preset:{cfg.preset}",
+        tracking.log_params(parent_id, {"data": _data_source(cfg),
                                         "variants": ",".join(cfg.model.variants)})
         if bundle.frame is not None:
             tracking.log_dataset(parent_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
@@ -98,8 +98,12 @@ def _lineage(cfg: PipelineConfig, best: VariantResult, parent_id: str, holdout: 
     """Version tags that say where a model came from."""
     return {**tags, "parent_run_id": parent_id, "variant": best.variant,
             "holdout_digest": holdout.digest, "git_commit": git_commit(),
-            "config_hash": config_hash(cfg), "data": cfg.data.path or f"preset:{cfg.preset}",
+            "config_hash": config_hash(cfg), "data": _data_source(cfg),
             f"test_{cfg.tracking.metric}": best.metrics[cfg.tracking.metric]}
+
+
+def _data_source(cfg: PipelineConfig) -> str:
+    return cfg.data.path or f"preset:{cfg.preset}"
 
 
 def _describe(cfg: PipelineConfig, best: VariantResult) -> str:

@@ -110,7 +110,7 @@ def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
     if spec.optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer={spec.optimizer!r} is not one of {sorted(OPTIMIZERS)}")
     kwargs = {"lr": spec.lr, "weight_decay": spec.weight_decay}
-    if spec.optimizer != "sgd" and getattr(spec, "fused", False):
+    if spec.optimizer != "sgd" and spec.fused:
         # One kernel for every parameter's update instead of a dozen ops each: 2-7 % a batch
         # at hidden 64 on CPU (benchmarks/profile_engine.py).
         kwargs["fused"] = all(p.is_floating_point() for p in model.parameters())

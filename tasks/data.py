@@ -11,7 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from rnnflow.config import DataConfig
-from rnnmodel import Splits, split, split_sizes
+from rnnmodel import Sequences, Splits, split, split_sizes
 from rnnmodel import data as synthetic
 from rnnmodel.windows import Scaler, make_windows, segment_bounds
 from tasks.series import ColumnSpec, DataError, input_example, prepare_frame, read_table
@@ -30,8 +30,7 @@ class DataBundle:
 
     def unscale(self, y: torch.Tensor) -> np.ndarray:
         """Targets or forecasts (n, steps, targets) in the data's own units."""
-        y = y.detach().cpu().numpy().astype(np.float64)
-        return self.scaler.inverse(y, self.targets) if self.scaler else y
+        return unscale(y, self.scaler, self.targets)
 
     @property
     def test_frame(self) -> pd.DataFrame | None:
@@ -64,12 +63,25 @@ def file_bundle(cfg: DataConfig) -> DataBundle:
                                 cfg.window + cfg.horizon)
     except ValueError as exc:
         raise DataError(f"{cfg.path}: {exc}") from None
-    scaler = Scaler.fit(values[slice(*bounds[0])])
-    scaled = scaler.transform(values)
     targets = list(range(len(cfg.target)))
-    parts = [make_windows(scaled[a:b], cfg.window, cfg.horizon, targets, cfg.stride) for a, b in bounds]
+    scaler, parts = scaled_windows(values, bounds[0][1], bounds, cfg, targets)
     return DataBundle(Splits(*parts), targets, scaler, frame, bounds,
                       input_example(raw, spec, cfg.window))
+
+
+def scaled_windows(values: np.ndarray, fit_rows: int, ranges: list[tuple[int, int]], cfg: DataConfig,
+                   targets: list[int]) -> tuple[Scaler, list[Sequences]]:
+    """Scale ``values`` with statistics of their first ``fit_rows`` rows only, then cut the
+    windows of each row range (start, stop)."""
+    scaler = Scaler.fit(values[:fit_rows])
+    scaled = scaler.transform(values)
+    return scaler, [make_windows(scaled[a:b], cfg.window, cfg.horizon, targets, cfg.stride) for a, b in ranges]
+
+
+def unscale(y: torch.Tensor, scaler: Scaler | None, targets: list[int]) -> np.ndarray:
+    """Targets or forecasts (n, steps, targets) back in the data's units (as is without a scaler)."""
+    y = y.detach().cpu().numpy().astype(np.float64)
+    return scaler.inverse(y, targets) if scaler else y
 
 
 @task(cache_policy=NO_CACHE)

@@ -10,8 +10,8 @@ import torch
 
 from rnnflow.config import DataConfig, TrainConfig
 from rnnmodel import Sequences, fit, predict, regression_metrics
-from rnnmodel.windows import Scaler, make_windows, naive_forecast, rolling_origin_folds
-from tasks.data import DataBundle
+from rnnmodel.windows import Scaler, naive_forecast, rolling_origin_folds
+from tasks.data import DataBundle, scaled_windows, unscale
 from tasks.series import ColumnSpec
 
 
@@ -71,11 +71,9 @@ def backtest_folds(bundle: DataBundle, cfg: DataConfig, folds: int) -> list[Fold
             raise ValueError(f"backtest_folds={folds}: fold {k + 1} trains on {origin} rows and tests on "
                              f"{end - origin}, but a window needs {need} rows (window + horizon); "
                              "use fewer folds")
-        scaler = Scaler.fit(values[:origin])
-        scaled = scaler.transform(values[:end])
-        out.append(Fold(make_windows(scaled[:origin], cfg.window, cfg.horizon, bundle.targets, cfg.stride),
-                        make_windows(scaled[origin - cfg.window:end], cfg.window, cfg.horizon,
-                                     bundle.targets, cfg.stride), scaler))
+        scaler, (train, test) = scaled_windows(values[:end], origin, [(0, origin), (origin - cfg.window, end)],
+                                               cfg, bundle.targets)
+        out.append(Fold(train, test, scaler))
     return out
 
 
@@ -88,8 +86,7 @@ def backtest(folds: list[Fold], targets: list[int], spec: TrainConfig, build: Ca
     for fold in folds:
         model = build()
         fit(model, fold.train, None, spec, device)
-        pred, actual = (t.numpy().astype(np.float64) for t in (predict(model, fold.test.x).cpu(), fold.test.y))
-        if fold.scaler is not None:
-            pred, actual = fold.scaler.inverse(pred, targets), fold.scaler.inverse(actual, targets)
-        scores.append(regression_metrics(pred, actual))
+        pred = predict(model, fold.test.x)
+        scores.append(regression_metrics(unscale(pred, fold.scaler, targets),
+                                         unscale(fold.test.y, fold.scaler, targets)))
     return scores
