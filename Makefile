@@ -17,7 +17,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install $(TORCH)
-	$(PIP) install -e ".[dev]"
+	@# Every later install is held to the torch just installed, so no package pulls another build.
+	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	$(PIP) install -e ".[dev]" -c $(VENV)/constraints.txt
 	@touch $@
 
 run: install
@@ -42,8 +44,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/train_speed.py --quick
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/torch.txt
-	$(PIP) install -e ".[dev,bench]" -c $(VENV)/torch.txt || echo "Darts did not install: benchmarking without it"
+	$(PIP) install -e ".[dev,bench]" -c $(VENV)/constraints.txt || echo "Darts did not install: benchmarking without it"
 	@touch $@
 
 clean:

@@ -12,13 +12,14 @@ from prefect.futures import wait
 from flows.promote import promote_flow
 from rnnflow.config import PipelineConfig
 from rnnmodel import resolve_device
-from tasks import tracking
+from rnnflow import tracking
 from tasks.compare import publish_comparison
 from tasks.data import DataBundle, prepare_data
-from tasks.evaluate import Fold, backtest_folds, baseline_metrics
-from tasks.holdout import Holdout, holdout_of
-from tasks.promotion import Decision, snapshot_aliases
-from tasks.registry import config_hash, git_commit, register_model
+from rnnflow.evaluate import Fold, backtest_folds, baseline_metrics
+from rnnflow.holdout import Holdout, holdout_of
+from rnnflow.registry import Decision, snapshot_aliases
+from rnnflow.registry import config_hash, git_commit
+from tasks.registry import register_model
 from tasks.train import VariantResult, train_variant
 
 

@@ -103,7 +103,7 @@ def check_data(cfg: PipelineConfig) -> None:
     """Read (or generate) and window the data once before anything starts, and cut the
     backtest folds, so that bad data or too many folds exit with code 2."""
     from tasks.data import prepare_data
-    from tasks.evaluate import backtest_folds
+    from rnnflow.evaluate import backtest_folds
 
     if cfg.data.source != "file" and not cfg.train.backtest_folds:
         return  # generated data have no bad input that validation has not caught
@@ -135,7 +135,7 @@ def format_summary(summary, cfg: PipelineConfig) -> str:
 
 def _predict(args: argparse.Namespace) -> int:
     from tasks.scoring import check_scoring_inputs
-    from tasks.series import DataError
+    from rnnflow.data import DataError
 
     try:
         check_scoring_inputs(args.model_uri, args.data, args.out)
@@ -149,13 +149,14 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from flows.promote import challenger_holdout, promote_flow
-    from tasks import promotion, tracking
+    from flows.promote import promote_flow
+    from rnnflow.holdout import challenger_holdout
+    from rnnflow import registry, tracking
 
     cfg = config_from_args(args).tracking
     try:
         if args.rollback:
-            version = promotion.rollback(tracking.client(), cfg.model_name)
+            version = registry.rollback(tracking.client(), cfg.model_name)
             print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
             return 0
         challenger_holdout(cfg.model_name)  # nothing to compare: fail before a flow run starts

@@ -95,7 +95,7 @@ def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, lim
     from prefect import serve as prefect_serve
 
     from rnnflow.config import load_config, merge
-    from tasks import tracking
+    from rnnflow import tracking
 
     # Two runs creating a new SQLite store at once race on its migrations: create it now.
     tracking.experiment_id(load_config(overrides=overrides).tracking.experiment)

@@ -7,7 +7,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from rnnflow.config import PipelineConfig
-from tasks import plots, tracking
+from rnnflow import plots, tracking
 from tasks.data import DataBundle
 from tasks.train import VariantResult, test_stretch
 

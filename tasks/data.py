@@ -14,7 +14,7 @@ from rnnflow.config import DataConfig
 from rnnmodel import Sequences, Splits, split, split_sizes
 from rnnmodel import data as synthetic
 from rnnmodel.windows import Scaler, make_windows, segment_bounds
-from tasks.series import ColumnSpec, DataError, input_example, prepare_frame, read_table
+from rnnflow.data import ColumnSpec, DataError, input_example, prepare_frame, read_table
 
 
 @dataclass

@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
-
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from rnnflow.config import PipelineConfig
-from tasks import tracking
-from tasks.promotion import CHALLENGER
-
-_REPO = tracking.CODE_ROOT
-
-
-def git_commit() -> str:
-    """The commit of the code that trained the model ('unknown' outside a git checkout)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
-
-
-def config_hash(cfg: PipelineConfig) -> str:
-    """A short, stable fingerprint of every parameter of a run."""
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+from rnnflow import tracking
+from rnnflow.registry import CHALLENGER
 
 
 @task(cache_policy=NO_CACHE)  # no retries: a retry after a lost reply would add a second version

@@ -13,12 +13,12 @@ from prefect.cache_policies import NO_CACHE
 
 from rnnflow.config import PipelineConfig, Variant
 from rnnmodel import History, SequenceRegressor, fit, init_model, predict, regression_metrics, resolve_device
-from tasks import plots, tracking
+from rnnflow import plots, tracking
 from tasks.data import DataBundle
-from tasks.evaluate import Fold, backtest, skill_scores
-from tasks.forecaster import save_checkpoint
-from tasks.holdout import Holdout, log_holdout
-from tasks.series import ColumnSpec
+from rnnflow.evaluate import Fold, backtest, skill_scores
+from rnnflow.forecaster import save_checkpoint
+from rnnflow.holdout import Holdout, log_holdout
+from rnnflow.data import ColumnSpec
 
 
 @dataclass

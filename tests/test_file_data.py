@@ -7,7 +7,7 @@ import pytest
 from rnnflow.cli import main
 from rnnflow.config import load_config
 from tasks.data import file_bundle
-from tasks.series import ColumnSpec, prepare_frame
+from rnnflow.data import ColumnSpec, prepare_frame
 
 
 def write_series(path, n=120, **columns):
@@ -95,7 +95,7 @@ def test_wide_layout_melts_row_by_row(tmp_path):
 
 def test_backtest_folds_scale_with_their_own_past_only(tmp_path):
     """Fold k's scaler is fitted on the rows before its origin; its test targets all lie after."""
-    from tasks.evaluate import backtest_folds
+    from rnnflow.evaluate import backtest_folds
 
     path = write_series(tmp_path / "s.csv", n=120, trend=np.arange(120) * 0.5)
     cfg = data_cfg(path, features=["trend"], horizon=2)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import same_color
 
-from tasks.plots import comparison_table, forecast_vs_actual, loss_curves
+from rnnflow.plots import comparison_table, forecast_vs_actual, loss_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HISTORIES = {"rnn": ([1.0, 0.5, 0.25], [1.1, 0.6, 0.3]), "brnn": ([0.9, 0.3, 0.1], [])}
@@ -68,7 +68,7 @@ def test_figures_save_as_png():
 
 def test_importing_plots_leaves_pyplot_out():
     # pyplot would bring a process-wide figure registry and a GUI backend into flow workers.
-    code = "import sys, tasks.plots; assert 'matplotlib.pyplot' not in sys.modules"
+    code = "import sys, rnnflow.plots; assert 'matplotlib.pyplot' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
 
 

@@ -4,10 +4,11 @@ import pytest
 from mlflow import MlflowClient
 
 import flows.promote
+import tasks.promote
 from flows.train import train_flow
 from rnnflow.cli import main
-from tasks import tracking
-from tasks.promotion import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
+from rnnflow import tracking
+from rnnflow.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
 from tests.conftest import tiny_config
 from tests.test_promotion import FaultyClient
 
@@ -78,7 +79,7 @@ def test_a_failure_after_the_alias_moved_rolls_the_transaction_back(mlflow_store
         assert aliases()[CHAMPION] == "2", "the alias had moved when the next step failed"
         raise RuntimeError("artifact store unavailable")
 
-    monkeypatch.setattr(flows.promote, "create_markdown_artifact", broken_artifact)
+    monkeypatch.setattr(tasks.promote, "create_markdown_artifact", broken_artifact)
     state = flows.promote.promote_flow("rnnflow", 0.0, "rmse", return_state=True)
     assert state.is_failed()
     assert aliases() == before

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rnnmodel import regression_metrics
-from tasks import tracking
+from rnnflow import registry, tracking
 from tasks.data import DataBundle
 
 ARTIFACT_DIR = "holdout"
@@ -80,3 +80,10 @@ def score(model_uri: str, holdout: Holdout) -> dict[str, float]:
     known = (forecasts["origin"] + forecasts["step"].max()).to_numpy() < len(holdout.frame)
     actual = holdout.frame[targets].to_numpy(np.float64)[row[known]]
     return regression_metrics(forecasts.loc[known, targets].to_numpy(np.float64), actual)
+
+
+def challenger_holdout(name: str) -> tuple[str, Holdout]:
+    """The challenger's version and the holdout of its run; ValueError if either is missing."""
+    client = tracking.client()
+    version = registry.challenger_version(client, name)
+    return version, load_holdout(client.get_model_version(name, version).run_id)

@@ -7,7 +7,10 @@ stages are deprecated. Scores are lower-is-better (rmse).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import subprocess
+from pathlib import Path
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -178,3 +181,21 @@ def _require_version(client: MlflowClient, name: str, version: str) -> None:
 
 def _listing(aliases: Mapping[str, str]) -> str:
     return ", ".join(f"{a}=v{v}" for a, v in sorted(aliases.items())) or "none"
+
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def git_commit() -> str:
+    """The commit of the code that trained the model ('unknown' outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def config_hash(cfg) -> str:
+    """A short, stable fingerprint of every parameter of a run."""
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]

@@ -15,7 +15,7 @@ import torch
 
 from rnnmodel import SequenceRegressor, build_model, predict
 from rnnmodel.windows import Scaler
-from tasks.series import ColumnSpec, DataError, prepare_frame
+from rnnflow.data import ColumnSpec, DataError, prepare_frame
 
 
 def save_checkpoint(path: Path, model: SequenceRegressor, spec: ColumnSpec, scaler: Scaler,

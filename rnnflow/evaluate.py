@@ -12,7 +12,7 @@ from rnnflow.config import DataConfig, TrainConfig
 from rnnmodel import Sequences, fit, predict, regression_metrics
 from rnnmodel.windows import Scaler, naive_forecast, rolling_origin_folds
 from tasks.data import DataBundle, scaled_windows, unscale
-from tasks.series import ColumnSpec
+from rnnflow.data import ColumnSpec
 
 
 def baseline_metrics(bundle: DataBundle, cfg: DataConfig) -> dict[str, float]:

@@ -6,6 +6,6 @@ tasks (logged as code paths) makes the imports below resolve anywhere.
 
 from mlflow.models import set_model
 
-from tasks.forecaster import Forecaster
+from rnnflow.forecaster import Forecaster
 
 set_model(Forecaster())

@@ -32,7 +32,7 @@ from rnnmodel import EpochStats
 PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
 # The file-data model runs rnnflow's own preprocessing: it ships that code with it.
 CODE_ROOT = Path(__file__).resolve().parent.parent
-FORECASTER_CODE = [str(CODE_ROOT / pkg) for pkg in ("rnnmodel", "rnnflow", "tasks")]
+FORECASTER_CODE = [str(CODE_ROOT / pkg) for pkg in ("rnnmodel", "rnnflow")]
 
 # Two MLflow warnings that say nothing here, silenced for the process (warnings.catch_warnings
 # is not thread-safe, and variants log from threads): integer columns (a time column, a
@@ -195,7 +195,7 @@ def log_forecaster(run_id: str, checkpoint: Path, example: pd.DataFrame) -> str:
     # path), not pickled.
     info = mlflow.models.Model.log(
         artifact_path=None, name="model", flavor=mlflow.pyfunc,
-        python_model=str(CODE_ROOT / "tasks" / "forecaster_model.py"),
+        python_model=str(CODE_ROOT / "rnnflow" / "forecaster_model.py"),
         artifacts={"checkpoint": str(checkpoint)},
         input_example=example, code_paths=FORECASTER_CODE, run_id=run_id,
         pip_requirements=[*PIP_REQUIREMENTS, f"pandas=={pd.__version__}", "pydantic>=2.7", "pyyaml"],

@@ -1,0 +1,47 @@
+"""Tasks of the promotion flow: score versions on a holdout, move aliases, publish the decision."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from rnnflow import registry, tracking
+from rnnflow.holdout import Holdout, score
+
+
+@task(cache_policy=NO_CACHE)
+def score_version(name: str, version: str, holdout: Holdout, metric: str) -> float:
+    """One registered version's ``metric`` on the holdout."""
+    try:
+        return score(f"models:/{name}/{version}", holdout)[metric]
+    except Exception as exc:
+        raise ValueError(f"{name} v{version} cannot be scored on holdout {holdout.digest}: "
+                         f"{str(exc).splitlines()[0][:200]}") from exc
+
+
+@task(cache_policy=NO_CACHE)
+def move_champion(name: str, version: str, decision: registry.Decision, record: dict) -> None:
+    """Record the decision on the versions and, if it promotes, move champion atomically."""
+    registry.apply_promotion(tracking.client(), name, version, decision, record)
+
+
+@move_champion.on_rollback
+def _restore_aliases(txn) -> None:
+    """A later step of the transaction failed: put every alias back as it was."""
+    registry.restore_aliases(tracking.client(), txn.get("name"), txn.get("aliases_before"))
+
+
+@task(cache_policy=NO_CACHE)
+def publish_decision(name: str, version: str, champion: str | None,
+                     decision: registry.Decision, record: dict) -> None:
+    """A Prefect artifact that says who won and why."""
+    verdict = "promoted to champion" if decision.promote else "kept as challenger"
+    rows = [("challenger", f"v{version}", decision.challenger_score),
+            ("champion", f"v{champion}" if champion else "none", decision.champion_score)]
+    table = "\n".join(f"| {role} | {v} | {s if s is None else f'{s:.6g}'} |" for role, v, s in rows)
+    create_markdown_artifact(
+        key=f"{name}-promotion", description=f"Promotion decision for {name}",
+        markdown=(f"### {name} v{version}: {verdict}\n\n{decision.reason}\n\n"
+                  f"| role | version | {record['metric']} on holdout {record['holdout_digest']} |\n"
+                  f"|---|---|---|\n{table}\n\nmin improvement {decision.min_improvement:.1%}"))
