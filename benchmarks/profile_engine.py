@@ -16,7 +16,7 @@ from torch import nn
 
 from rnnflow.config import TrainConfig
 from rnnmodel import fit, init_model
-from rnnmodel.data import sine_forecast
+from rnnmodel.synthetic import sine_forecast
 
 WINDOW, BATCH, N, LR = 48, 64, 2048, 0.01
 CELLS = {"rnn": ("rnn", False), "brnn": ("rnn", True), "lstm": ("lstm", False), "gru": ("gru", False)}

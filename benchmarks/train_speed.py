@@ -42,8 +42,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from rnnflow.config import PipelineConfig, TrainConfig, load_config  # noqa: E402
-from rnnmodel import Sequences, fit, init_model, resolve_device, split, split_sizes  # noqa: E402
-from rnnmodel.data import sine_forecast, sine_smoothing  # noqa: E402
+from rnnmodel import Sequences, Splits, fit, init_model, resolve_device  # noqa: E402
+from rnnmodel.synthetic import sine_forecast, sine_smoothing  # noqa: E402
 from rnnmodel.engine import auto_threads  # noqa: E402
 
 HIDDEN, WINDOW, BATCH, LR, SEED, N_WINDOWS = 64, 48, 64, 0.01, 0, 2048
@@ -52,7 +52,7 @@ CELLS = {"rnn": ("rnn", False), "brnn": ("rnn", True), "lstm": ("lstm", False), 
 DEFAULT_THREADS = torch.get_num_threads()
 # Shrunk like tests/conftest.py's tiny_config: a flow run that is nearly all fixed cost, with
 # its own model name so that it never competes with the measured runs for `champion`.
-TINY_FLOW = {"data": {"n_samples": 96, "window": 12}, "model": {"hidden_size": 8},
+TINY_FLOW = {"data": {"n_series": 8, "length": 192, "window": 12}, "model": {"hidden_size": 8},
              "train": {"epochs": 2, "batch_size": 16}, "tracking": {"model_name": "bench-tiny"}}
 MODES = {  # flow training (both variants) takes ~10 s in quick mode, ~60 s in full mode
     "quick": dict(epochs=3, repeats=3, darts_repeats=2, flow_samples=1024, flow_epochs=40, flow_repeats=2),
@@ -228,15 +228,17 @@ def engine_vs_darts(epochs: int, repeats: int) -> dict | str:
 def flow_config(samples: int, epochs: int, concurrent: bool) -> PipelineConfig:
     # The default pipeline (smoothing data, GRU, RNN and BRNN, validation every epoch), longer;
     # patience 0 so that every run trains the same number of epochs.
-    return load_config(overrides={"preset": "smoothing", "data": {"n_samples": samples},
+    # 64 windows of 48 rows per generated series.
+    return load_config(overrides={"preset": "smoothing", "data": {"n_series": max(1, samples // 64)},
                                   "train": {"epochs": epochs, "patience": 0, "concurrent": concurrent}})
 
 
 def engine_variants(cfg: PipelineConfig) -> dict:
     """Seconds to train the variants one after the other with rnnmodel alone, as the flow does."""
-    d = cfg.data  # the smoothing windows, generated and cut as the flow's data task does
-    splits = split(sine_smoothing(d.n_samples, d.window, d.noise, d.data_seed),
-                   split_sizes(d.n_samples, d.val_fraction, d.test_fraction))
+    from rnnflow.dataset import load_dataset
+
+    ds = load_dataset(cfg.data, "preset:smoothing")  # generated and cut as the flow's data task does
+    splits = Splits(ds.train.sequences(), ds.val.sequences(), ds.test.sequences())
     seconds = {}
     with measured() as m:
         for variant in cfg.model.variants:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from tasks.scoring import check_scoring_inputs, forecast, write_predictions
+from rnnflow.scoring import check_scoring_inputs
+from tasks.scoring import forecast, write_predictions
 
 
 @flow(name="batch-predict")
 def batch_predict(data: str, out: str = "predictions.csv",
                   model_uri: str = "models:/rnnflow@champion") -> str:
     """Score ``data`` with ``model_uri`` and write the forecasts to ``out``."""
-    frame = check_scoring_inputs(model_uri, data, out)
+    frame, _ = check_scoring_inputs(model_uri, data, out)
     path = write_predictions(forecast(model_uri, frame), out, model_uri)
     get_run_logger().info("wrote forecasts of %s to %s", model_uri, path)
     return path

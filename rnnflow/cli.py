@@ -77,18 +77,14 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rnnmodel import resolve_device
+    from rnnflow.preflight import preflight_train
 
-    cfg = config_from_args(args)
-    try:
-        resolve_device(cfg.train.device)
-    except ValueError as exc:
-        raise ConfigError(f"train.device: {exc}") from None
-    check_data(cfg)
+    cfg = preflight_train(config_from_args(args))
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return 0
     from flows.train import train_flow
+    from rnnflow.summary import format_summary
 
     try:
         summary = train_flow(cfg)
@@ -99,52 +95,26 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_data(cfg: PipelineConfig) -> None:
-    """Read (or generate) and window the data once before anything starts, and cut the
-    backtest folds, so that bad data or too many folds exit with code 2."""
-    from tasks.data import prepare_data
-    from rnnflow.evaluate import backtest_folds
-
-    if cfg.data.source != "file" and not cfg.train.backtest_folds:
-        return  # generated data have no bad input that validation has not caught
-    try:
-        bundle = prepare_data.fn(cfg.data)
-        if cfg.train.backtest_folds:
-            backtest_folds(bundle, cfg.data, cfg.train.backtest_folds)
-    except ValueError as exc:  # DataError, too few rows for the windows or the folds
-        raise ConfigError(str(exc)) from None
-
-
-def format_summary(summary, cfg: PipelineConfig) -> str:
-    """What a user wants to see after a run: metrics, run ids, registry state, next command."""
-    data = cfg.data.path if cfg.data.source == "file" else f"preset {cfg.preset}"
-    lines = ["", f"rnnflow: {data}, {cfg.model.cell} cell, {cfg.data.window}-step windows"]
-    for variant, r in summary.results.items():
-        m = r.metrics
-        best = "  <- best" if variant == summary.best else ""
-        skill = f"  skill {m['skill_naive']:+.3f}" if "skill_naive" in m else ""
-        lines.append(f"  {variant:5s} test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}{skill}"
-                     f"  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
-    lines.append(f"  parent run {summary.parent_run_id}")
-    if summary.version:
-        lines.append(f"  registered {summary.model_name} version {summary.version}"
-                     f" with alias {', '.join(summary.aliases)}")
-    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
-    return "\n".join(lines)
-
-
 def _predict(args: argparse.Namespace) -> int:
-    from tasks.scoring import check_scoring_inputs
+    from rnnflow import scoring
     from rnnflow.data import DataError
 
     try:
-        check_scoring_inputs(args.model_uri, args.data, args.out)
+        frame, model = scoring.check_scoring_inputs(args.model_uri, args.data, args.out)
     except DataError as exc:
         raise ConfigError(str(exc)) from None
-    from flows.predict import batch_predict
+    if args.flow:  # a tracked Prefect flow run, as the batch-predict deployment makes
+        from flows.predict import batch_predict
 
-    path = batch_predict(data=str(args.data), out=str(args.out), model_uri=args.model_uri)
-    print(f"rnnflow predict: wrote forecasts of {args.model_uri} to {path}")
+        path = batch_predict(data=str(args.data), out=str(args.out), model_uri=args.model_uri)
+    else:
+        try:
+            predictions = model.predict(frame)
+        except DataError as exc:
+            raise ConfigError(str(exc)) from None
+        path = scoring.write_predictions(predictions, args.out)
+    print(f"rnnflow predict: wrote {'forecasts' if args.flow else f'{len(predictions)} forecasts'} "
+          f"of {args.model_uri} to {path}")
     return 0
 
 
@@ -160,7 +130,7 @@ def _promote(args: argparse.Namespace) -> int:
             print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
             return 0
         challenger_holdout(cfg.model_name)  # nothing to compare: fail before a flow run starts
-        decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric)
+        decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill)
     except ValueError as exc:  # e.g. a champion that cannot be scored on the holdout
         raise ConfigError(str(exc)) from None
     print(f"rnnflow promote: {'promoted' if decision.promote else 'kept the champion'}: {decision.reason}")
@@ -192,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--model-uri", default="models:/rnnflow@champion", help="MLflow model URI")
     pred.add_argument("--data", type=Path, required=True, help="CSV or Parquet file with the training columns")
     pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV or Parquet output")
+    pred.add_argument("--flow", action="store_true",
+                      help="run as a Prefect flow run (tracked in the Prefect UI); default: score directly")
     pred.set_defaults(func=_predict)
     promote = sub.add_parser("promote", help="promote the challenger if it beats the champion")
-    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric"))
+    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill"))
     promote.add_argument("--rollback", action="store_true",
                          help="make the previous champion the champion again")
     promote.set_defaults(func=_promote)

@@ -13,39 +13,61 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-Preset = Literal["smoothing", "sine", "tutorial"]
+Preset = Literal["smoothing", "sine", "panel", "tutorial"]
 Variant = Literal["rnn", "brnn"]
+DIRECTIONS: dict[str, bool] = {"rnn": False, "brnn": True}  # variant -> bidirectional
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
+Normalize = Literal["auto", "none", "global", "window", "window_std", "diff"]
+GENERATED = ("random", "sine", "smoothing", "panel")
+
+
 class DataConfig(Section):
-    source: Literal["random", "sine", "smoothing", "file"] = Field(
-        "smoothing", description="random (the tutorial's noise), sine (forecast the next steps), "
-        "smoothing (denoise every step), file (your CSV/Parquet; set by --data)")
+    source: Literal["random", "sine", "smoothing", "panel", "file"] = Field(
+        "smoothing", description="random (the tutorial's noise), sine (forecast noisy sines), "
+        "smoothing (denoise every step), panel (many trending series of different level and "
+        "scale), file (your CSV/Parquet; set by --data)")
     path: str | None = Field(None, description="CSV or Parquet file to train on",
                              json_schema_extra={"flag": "--data"})
     target: list[str] = Field([], description="Target column(s) of the file (repeatable)")
     features: list[str] = Field([], description="Extra input columns (targets are inputs too)")
-    time_column: str | None = Field(None, description="Column with the time stamps")
+    time_column: str | None = Field(None, description="Column with the time stamps (dates, ISO text, "
+                                    "YYYYMMDD integers, decimal years or step numbers)")
+    time_format: str | None = Field(None, description="strftime format of a text time column, e.g. "
+                                    "%d/%m/%Y (default: ISO 8601 and other unambiguous spellings)")
+    freq: str | None = Field(None, description="Time step as a pandas offset alias (MS, ME, QS, D, "
+                             "h ...) or a number; default: inferred from the time column")
+    id_column: str | None = Field(None, description="Column naming the series of a long-format "
+                                  "panel: one global model is trained across all of them")
     sort_time: bool = Field(False, description="Sort rows by the time column (else unsorted fails)")
     layout: Literal["long", "wide"] = Field(
         "long", description="long: one row per step; wide: one row per period (e.g. a year) with "
         "one column per step, melted row by row into one series")
     missing: Literal["fail", "interpolate", "ffill", "drop"] = Field(
-        "fail", description="What to do with missing values in the file")
-    stride: int = Field(1, gt=0, description="Steps between the starts of consecutive windows")
+        "fail", description="Missing values and missing periods: fail names the first one; "
+        "interpolate or ffill fill them (in training and scoring alike); drop drops such rows")
+    normalize: Normalize = Field(
+        "auto", description="Input scaling: global (one scaler fitted on the training rows), window "
+        "(each window minus its own mean, per column), window_std (also divided by its own std), "
+        "diff (changes from the last value), none; auto: window to forecast, global per step")
+    stride: int | None = Field(None, gt=0, description="Rows between the starts of consecutive "
+                               "windows (default: 1 to forecast, the window per step)")
     season_length: int | None = Field(None, gt=0, description="Season for the seasonal-naive baseline")
-    n_samples: int = Field(1024, gt=0, description="Windows to generate")
     window: int = Field(48, gt=0, description="Time steps per input window")
-    horizon: int = Field(1, gt=0, description="Steps to forecast (sine); per-step sources ignore it")
+    horizon: int = Field(1, gt=0, description="Steps to forecast; per-step sources predict every step")
+    n_series: int = Field(16, gt=0, description="Series to generate (generated sources)")
+    length: int = Field(3072, gt=0, description="Rows per generated series")
     n_features: int = Field(1, gt=0, description="Input features per step (random source)")
     n_targets: int = Field(1, gt=0, description="Targets per step (random source)")
     noise: float = Field(0.3, ge=0, description="Standard deviation of the added noise")
-    val_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for validation")
-    test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of windows for the test set")
+    val_fraction: float = Field(0.15, ge=0, lt=1, description="Share of each series' rows for "
+                                "validation (the rows just before the test rows)")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="Share of each series' rows, its "
+                                 "last, for the test set and the frozen holdout")
     data_seed: int = Field(0, ge=0, description="Seed of the data generator")
 
     @model_validator(mode="before")
@@ -56,19 +78,37 @@ class DataConfig(Section):
         return values
 
     @model_validator(mode="after")
-    def _file_needs_path_and_target(self) -> DataConfig:
+    def _consistent(self) -> DataConfig:
         if self.source == "file" and not (self.path and self.target):
             raise ValueError("source 'file' needs path (--data FILE) and at least one target (--target COL)")
         if self.path and self.source != "file":
             raise ValueError(f"path is only read with source 'file', not {self.source!r}")
         if self.layout == "wide" and len(self.target) != 1:
             raise ValueError("layout 'wide' melts the file into one series: give exactly one target name")
+        if self.per_step and self.normalize in ("window", "window_std", "diff"):
+            raise ValueError(f"normalize {self.normalize!r} needs a forecasting task; source "
+                             f"{self.source!r} predicts every step: use global or none")
+        if self.season_length and self.season_length > self.window:
+            raise ValueError(f"season_length {self.season_length} is longer than window {self.window}: "
+                             "the seasonal-naive baseline reads one season back inside the window")
         return self
 
     @property
     def per_step(self) -> bool:
         """True when the target has one value per input step (no forecast horizon)."""
         return self.source in ("random", "smoothing")
+
+    @property
+    def scaling(self) -> str:
+        """The normalisation actually applied (``auto`` resolved)."""
+        if self.normalize != "auto":
+            return self.normalize
+        return "global" if self.per_step else "window"
+
+    @property
+    def step(self) -> int:
+        """Rows between window starts (``stride`` resolved)."""
+        return self.stride or (self.window if self.per_step else 1)
 
 
 class ModelConfig(Section):
@@ -103,22 +143,31 @@ class TrainConfig(Section):
 class TrackingConfig(Section):
     experiment: str = Field("rnnflow", min_length=1, description="MLflow experiment name")
     model_name: str = Field("rnnflow", min_length=1, description="Registered model name")
-    metric: Literal["rmse", "mae", "mse"] = Field("rmse", description="Test metric that picks the "
-                                                   "best variant (lower is better)")
+    metric: Literal["rmse", "mae", "mse"] = Field(
+        "rmse", description="Error that picks the best variant (on the validation rows) and judges "
+        "promotion (on the holdout); with several targets, the mean of each target's error over "
+        "the naive forecast's, so no target's units drown another's")
     register_best: bool = Field(True, description="Register the best variant in the model registry")
     min_improvement: float = Field(0.0, ge=0, lt=1, description="Share by which a challenger must beat "
-                                   "the champion's metric on the same holdout to be promoted")
+                                   "the champion's error on the same holdout to be promoted")
+    min_skill: float = Field(0.0, lt=1, description="Skill (1 - error / baseline error) a version "
+                             "needs against the naive forecast, and the seasonal one when season_length "
+                             "is set, on its holdout to become champion; 0: any improvement, "
+                             "negative: allow a model worse than naive")
 
 
 # Each preset is a set of defaults under what the user sets; `tutorial` is the seed tutorial:
 # X (16, 10, 5) -> y (16, 10, 1), nn.RNN(5, 8) + Linear(8, 1), Adam lr 0.01, MSE, 50 epochs,
-# one full batch. Its 4 + 4 extra windows give the pipeline a validation and a test set.
+# one full batch. Its 4 + 4 extra windows give the pipeline a validation and a test set; it
+# is used as generated (normalize none) so the losses match the tutorial's.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "smoothing": {},
-    "sine": {"data": {"source": "sine", "horizon": 4, "noise": 0.1}},
+    "sine": {"data": {"source": "sine", "horizon": 4, "noise": 0.1, "length": 160}},
+    "panel": {"data": {"source": "panel", "n_series": 20, "length": 240, "window": 24,
+                       "season_length": 12, "noise": 0.1}},
     "tutorial": {
-        "data": {"source": "random", "n_samples": 24, "window": 10, "n_features": 5,
-                 "n_targets": 1, "val_fraction": 1 / 6, "test_fraction": 1 / 6},
+        "data": {"source": "random", "length": 240, "window": 10, "n_features": 5, "n_targets": 1,
+                 "val_fraction": 1 / 6, "test_fraction": 1 / 6, "normalize": "none"},
         "model": {"cell": "rnn", "hidden_size": 8, "variants": ["rnn"]},
         "train": {"epochs": 50, "lr": 0.01, "batch_size": 16, "patience": 0, "grad_clip": 0.0,
                   "shuffle": False},

@@ -1,4 +1,5 @@
-"""Read a user's CSV/Parquet series with pandas and check it before any work starts.
+"""Rows in, checked rows out: read a file or generate a preset's table, then select, type,
+order, check the time axis and fill what is missing. Training and serving call the same code.
 
 Every problem raises ``DataError`` with one line that names the file, the column and what
 would fix it, so the CLI can print it and exit with code 2 before an MLflow run exists.
@@ -13,12 +14,14 @@ import numpy as np
 import pandas as pd
 
 from rnnflow.config import DataConfig
+from rnnmodel import synthetic
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
+SINGLE = "__single__"  # the series id of data without an id column
 
 
 class DataError(ValueError):
-    """A data file that cannot be used as configured."""
+    """Data that cannot be used as configured."""
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -38,61 +41,69 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class ColumnSpec:
-    """Which columns a model reads and how they are cleaned; saved with the model."""
+class Columns:
+    """The role of each column a model reads; saved with the model."""
 
-    target: list[str]
+    targets: list[str]
     features: list[str] = field(default_factory=list)
-    time_column: str | None = None
-    sort_time: bool = False
-    missing: str = "fail"
+    time: str | None = None
+    series_id: str | None = None
+    targets_are_inputs: bool = True  # forecasting: a target's history is an input too
     layout: str = "long"
-
-    @classmethod
-    def from_config(cls, cfg: DataConfig) -> ColumnSpec:
-        return cls(list(cfg.target), list(cfg.features), cfg.time_column, cfg.sort_time,
-                   cfg.missing, cfg.layout)
 
     @property
     def inputs(self) -> list[str]:
-        """Targets first (their history is an input too), then the extra features, no repeats."""
-        return list(dict.fromkeys([*self.target, *self.features]))
+        """The columns a window holds: targets first (when they are inputs), then features."""
+        return list(dict.fromkeys([*self.targets, *self.features] if self.targets_are_inputs else self.features))
+
+    @property
+    def values(self) -> list[str]:
+        """Every numeric column read: inputs, then targets that are not inputs."""
+        return list(dict.fromkeys([*self.inputs, *self.targets]))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def input_example(raw: pd.DataFrame, spec: ColumnSpec, window: int) -> pd.DataFrame:
-    """The last raw rows that make two windows: what a model logged for this file takes."""
-    if spec.layout == "wide":
-        steps = len(raw.columns) - (1 if spec.time_column else 0)
-        return raw.tail(-(-(window + 1) // steps) + 1)  # enough whole periods for window + 1 steps
-    return raw[spec.inputs + ([spec.time_column] if spec.time_column else [])].tail(window + 1)
+@dataclass(frozen=True)
+class TimeAxis:
+    """How a time column is read and stepped: calendar (pandas offset alias) or numeric step."""
+
+    kind: str  # "datetime" or "number"
+    freq: str | None = None  # datetime: a pandas offset alias such as "MS"
+    step: float | None = None  # number: the constant difference between rows
+    format: str | None = None  # text or YYYYMMDD integers: the strftime format they are read with
+
+    def offset(self, k: np.ndarray | int):
+        """``k`` steps as something to add to a time stamp."""
+        return pd.tseries.frequencies.to_offset(self.freq) * k if self.kind == "datetime" else self.step * k
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
-def prepare_frame(frame: pd.DataFrame, cfg: ColumnSpec, source: str = "data") -> pd.DataFrame:
-    """Select, type-check, order and clean the columns a model reads (also used at predict time)."""
-    # A wide model also reads its series already melted (its holdout is stored that way).
-    if cfg.layout == "wide" and cfg.target[0] not in frame.columns:
-        frame = melt_wide(frame, cfg, source)
-    wanted = cfg.inputs + ([cfg.time_column] if cfg.time_column else [])
-    missing = [c for c in wanted if c not in frame.columns]
-    if missing:
-        hint = ("; one row per period with a column per step? use --layout wide"
-                if len(frame.columns) > 3 and not set(cfg.target) & set(frame.columns) else "")
-        raise DataError(f"{source}: {columns_phrase(missing)} not found; the file has columns "
-                        f"{', '.join(map(str, frame.columns))}{hint}")
-    frame = frame[wanted].copy()
-    if cfg.time_column:
-        frame = _order_by_time(frame, cfg, source)
-    for col in cfg.inputs:
-        if not pd.api.types.is_numeric_dtype(frame[col]) or pd.api.types.is_bool_dtype(frame[col]):
-            bad = frame[col][pd.to_numeric(frame[col], errors="coerce").isna()].iloc[:1].tolist()
-            raise DataError(f"{source}: column {col!r} is not numeric (dtype {frame[col].dtype}, "
-                            f"e.g. {bad[0]!r})" if bad else f"{source}: column {col!r} is not numeric")
-        if pd.api.types.is_float_dtype(frame[col]):  # integer columns keep their dtype
-            frame[col] = frame[col].replace([np.inf, -np.inf], np.nan)
-    return _fill_missing(frame.reset_index(drop=True), cfg, source)
+def source_table(cfg: DataConfig) -> tuple[pd.DataFrame, Columns]:
+    """The raw rows of the configured source and the roles of their columns."""
+    if cfg.source == "file":
+        return read_table(cfg.path), Columns(list(cfg.target), list(cfg.features), cfg.time_column,
+                                             cfg.id_column, True, cfg.layout)
+    if cfg.source == "random":
+        table = synthetic.random_table(cfg.length, cfg.window, cfg.n_features, cfg.n_targets,
+                                       cfg.data_seed, cfg.val_fraction, cfg.test_fraction)
+        return pd.DataFrame(table), Columns([f"y{k}" for k in range(cfg.n_targets)],
+                                            [f"x{k}" for k in range(cfg.n_features)], targets_are_inputs=False)
+    if cfg.source == "smoothing":
+        table = synthetic.smoothing_table(cfg.n_series, cfg.length, cfg.noise, cfg.data_seed)
+        return pd.DataFrame(table), Columns(["signal"], ["noisy"], "time", "series", targets_are_inputs=False)
+    make = synthetic.sine_table if cfg.source == "sine" else synthetic.trend_table
+    return pd.DataFrame(make(cfg.n_series, cfg.length, cfg.noise, cfg.data_seed)), Columns(["value"], [], "time", "series")
+
+
+def show(t) -> str:
+    """A time stamp as people write it: a date without midnight's 00:00:00."""
+    if isinstance(t, pd.Timestamp) and t == t.normalize():
+        return t.strftime("%Y-%m-%d")
+    return f"{t:g}" if isinstance(t, float) else str(t)
 
 
 def columns_phrase(names: list[str]) -> str:
@@ -100,68 +111,233 @@ def columns_phrase(names: list[str]) -> str:
     return ("column " if len(names) == 1 else "columns ") + ", ".join(map(repr, names))
 
 
-def _order_by_time(frame: pd.DataFrame, cfg: ColumnSpec, source: str) -> pd.DataFrame:
-    col = cfg.time_column
-    time = frame[col]
-    if not pd.api.types.is_numeric_dtype(time):
+def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | None = None, *,
+            scoring: bool = False, sort_time: bool = False, time_format: str | None = None, freq: str | None = None,
+            source: str = "data") -> tuple[pd.DataFrame, TimeAxis | None]:
+    """Select, type, order and clean the columns a model reads; sorted by series, then time.
+
+    ``axis`` is the time axis fixed at training (scoring passes it); without it the axis is
+    read from the data (``time_format``, ``freq`` override the inference). Missing periods and
+    values follow ``missing``. Returns the rows and the time axis.
+    """
+    if cols.layout == "wide" and cols.targets[0] not in frame.columns:
+        frame = melt_wide(frame, cols, source)
+    numeric = cols.inputs if scoring else cols.values
+    wanted = [c for c in (cols.series_id, cols.time) if c] + numeric
+    absent = [c for c in wanted if c not in frame.columns]
+    if absent:
+        hint = ("; one row per period with a column per step? use --layout wide"
+                if len(frame.columns) > 3 and not set(cols.targets) & set(frame.columns) else "")
+        raise DataError(f"{source}: {columns_phrase(absent)} not found; the file has columns "
+                        f"{', '.join(map(str, frame.columns))}{hint}")
+    frame = frame[wanted].copy()
+    for col in numeric:
+        frame[col] = _numeric(frame[col], col, source)
+    if cols.series_id:
+        if frame[cols.series_id].isna().any():
+            raise DataError(f"{source}: id column {cols.series_id!r} has missing values")
+        frame[cols.series_id] = frame[cols.series_id].astype(str)
+    if cols.time:
+        fmt = axis.format if axis else time_format
+        frame[cols.time] = parse_time(frame[cols.time], cols.time, fmt, source)
+        frame = _order(frame, cols, sort_time, source)
+        axis = axis or infer_axis(frame, cols, fmt, freq, source)
+        frame = _fill_periods(frame, cols, axis, missing, source)
+    frame = _fill_values(frame, cols, numeric, missing, source)
+    return frame.reset_index(drop=True), axis
+
+
+def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:
+    """Integers, floats and blanks as float64 (infinities become missing)."""
+    if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+        parsed = pd.to_numeric(col, errors="coerce")
+        bad = col[parsed.isna() & col.notna()]
+        if len(bad) or pd.api.types.is_bool_dtype(col):
+            example = f", e.g. {bad.iloc[0]!r}" if len(bad) else ""
+            raise DataError(f"{source}: column {name!r} is not numeric (dtype {col.dtype}{example})")
+        col = parsed
+    return col.astype("float64").replace([np.inf, -np.inf], np.nan)
+
+
+def parse_time(col: pd.Series, name: str, fmt: str | None, source: str) -> pd.Series:
+    """Dates, ISO 8601 text, YYYYMMDD integers and numbers (years, decimal years, steps)."""
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col
+    if col.isna().any():
+        raise DataError(f"{source}: time column {name!r} has missing values (first at row "
+                        f"{int(col.isna().to_numpy().argmax())})")
+    if fmt:
+        text = col.astype(str) if fmt != "%Y%m%d" else col.astype("int64").astype(str)
         try:
-            time = pd.to_datetime(time)
+            return pd.to_datetime(text, format=fmt)
         except (ValueError, TypeError):
-            raise DataError(f"{source}: time column {col!r} is neither numeric nor dates "
-                            f"(e.g. {frame[col].iloc[0]!r})") from None
-        frame[col] = time
-    dup = time[time.duplicated()]
+            raise DataError(f"{source}: time column {name!r} does not match --time-format {fmt!r} "
+                            f"(e.g. {col.iloc[0]!r})") from None
+    if pd.api.types.is_integer_dtype(col) and col.between(10000101, 99991231).all():
+        dates = pd.to_datetime(col.astype(str), format="%Y%m%d", errors="coerce")
+        if dates.notna().all():  # 19580329: a date written as an 8-digit number
+            return dates
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.astype("float64")
+    try:
+        return pd.to_datetime(col, format="ISO8601")
+    except (ValueError, TypeError):
+        pass
+    as_number = pd.to_numeric(col, errors="coerce")
+    if as_number.notna().all():
+        return as_number.astype("float64")
+    raise DataError(f"{source}: time column {name!r} is neither numbers nor ISO 8601 dates (e.g. "
+                    f"{col.iloc[0]!r}); name its format with --time-format, e.g. %d/%m/%Y")
+
+
+def _order(frame: pd.DataFrame, cols: Columns, sort_time: bool, source: str) -> pd.DataFrame:
+    keys = [c for c in (cols.series_id, cols.time) if c]
+    dup = frame[frame.duplicated(keys)]
     if len(dup):
-        raise DataError(f"{source}: time column {col!r} repeats {dup.iloc[0]} "
+        where = f" in series {dup[cols.series_id].iloc[0]!r}" if cols.series_id else ""
+        raise DataError(f"{source}: time column {cols.time!r} repeats {dup[cols.time].iloc[0]}{where} "
                         f"({len(dup)} duplicate time stamps)")
-    if not time.is_monotonic_increasing:
-        if not cfg.sort_time:
-            t = time.to_numpy()
-            row = int(np.flatnonzero(~(t[1:] > t[:-1]))[0]) + 1
-            raise DataError(f"{source}: time column {col!r} is not in order (row {row}: "
-                            f"{time.iloc[row]} after {time.iloc[row - 1]}); sort the file "
-                            "or pass --sort-time")
-        frame = frame.sort_values(col, kind="stable")
-    return frame
+    for sid, part in _series(frame, cols):
+        t = part[cols.time].to_numpy()
+        if not sort_time and len(t) > 1 and not (t[1:] > t[:-1]).all():
+            row = part.index[int(np.flatnonzero(~(t[1:] > t[:-1]))[0]) + 1]
+            raise DataError(f"{source}: time column {cols.time!r} is not in order (row {row}: "
+                            f"{frame.at[row, cols.time]} after {frame.at[row - 1, cols.time]}); "
+                            "sort the file or pass --sort-time")
+    if cols.series_id:  # series in the order they first appear, each in time order
+        first = {sid: k for k, sid in enumerate(pd.unique(frame[cols.series_id]))}
+        return frame.assign(_o=frame[cols.series_id].map(first)).sort_values(
+            ["_o", cols.time], kind="stable").drop(columns="_o")
+    return frame.sort_values(cols.time, kind="stable") if sort_time else frame
 
 
-def _fill_missing(frame: pd.DataFrame, cfg: ColumnSpec, source: str) -> pd.DataFrame:
-    cols = cfg.inputs
-    holes = frame[cols].isna()
+def _series(frame: pd.DataFrame, cols: Columns):
+    """(id, rows) per series, in order of first appearance."""
+    if not cols.series_id:
+        return [(SINGLE, frame)]
+    return list(frame.groupby(cols.series_id, sort=False))
+
+
+def infer_axis(frame: pd.DataFrame, cols: Columns, fmt: str | None, freq: str | None,
+               source: str) -> TimeAxis:
+    """The calendar frequency or constant step of the time column (the first series decides)."""
+    _, part = max(_series(frame, cols), key=lambda p: len(p[1]))
+    t = part[cols.time]
+    if pd.api.types.is_datetime64_any_dtype(t):
+        alias = freq or pd.infer_freq(t) if len(t) >= 3 else freq
+        if alias is None:  # gaps hide the frequency: ask runs of five consecutive stamps
+            runs = [pd.infer_freq(t.iloc[i:i + 5]) for i in range(0, len(t) - 4)]
+            runs = [r for r in runs if r]
+            alias = max(set(runs), key=runs.count) if runs else None
+        if alias is None:
+            raise DataError(f"{source}: time column {cols.time!r} has no regular frequency (e.g. "
+                            f"{t.iloc[0]} then {t.iloc[min(1, len(t) - 1)]}); name it with --freq, e.g. MS or D")
+        try:
+            pd.tseries.frequencies.to_offset(alias)
+        except ValueError:
+            raise DataError(f"{source}: --freq {alias!r} is not a pandas offset alias (e.g. MS, ME, QS, D, h)") from None
+        return TimeAxis("datetime", freq=alias, format=fmt)
+    diffs = np.diff(t.to_numpy(float))
+    step = float(freq) if freq else (float(np.median(diffs)) if len(diffs) else 1.0)
+    if step <= 0:
+        raise DataError(f"{source}: time column {cols.time!r} does not increase")
+    return TimeAxis("number", step=step, format=fmt)
+
+
+def grid(times: pd.Series, axis: TimeAxis, name: str, source: str) -> pd.Series:
+    """Every time stamp from the first to the last at the axis' step; irregular data fail."""
+    if axis.kind == "datetime":
+        full = pd.date_range(times.iloc[0], times.iloc[-1], freq=axis.freq)
+        off = ~times.isin(full)
+    else:
+        k = (times.to_numpy(float) - times.iloc[0]) / axis.step
+        off = pd.Series(np.abs(k - np.round(k)) > 1e-6 * np.maximum(1, np.abs(k)), index=times.index)
+        full = pd.Series(times.iloc[0] + axis.step * np.arange(int(round(k[-1])) + 1))
+    if off.any():
+        bad = times[off].iloc[0]
+        raise DataError(f"{source}: time column {name!r} is not regular at {bad} (step "
+                        f"{axis.freq or axis.step:g}); fix the time stamps or name the step with --freq"
+                        if axis.kind == "number" else
+                        f"{source}: time column {name!r} is not regular at {bad} (frequency "
+                        f"{axis.freq}); fix the time stamps or name the frequency with --freq")
+    return pd.Series(full)
+
+
+def _fill_periods(frame: pd.DataFrame, cols: Columns, axis: TimeAxis, missing: str,
+                  source: str) -> pd.DataFrame:
+    """Refuse missing periods (naming the first), or insert them as blank rows to be filled."""
+    parts = []
+    for sid, part in _series(frame, cols):
+        full = grid(part[cols.time], axis, cols.time, source)
+        if len(full) == len(part):
+            parts.append(part)
+            continue
+        if axis.kind == "number":  # match stamps to grid points despite float rounding
+            present = part[cols.time].to_numpy()
+            k = np.round((present - present[0]) / axis.step).astype(int)
+            stamps = present[0] + axis.step * np.arange(k[-1] + 1)
+            stamps[k] = present
+            full = pd.Series(stamps)
+        absent = full[~full.isin(part[cols.time])]
+        if missing not in ("interpolate", "ffill"):
+            where = f" of series {sid!r}" if cols.series_id else ""
+            before = part[cols.time][part[cols.time] < absent.iloc[0]].iloc[-1]
+            raise DataError(f"{source}: time column {cols.time!r}{where} misses {len(absent)} periods, the "
+                            f"first at {show(absent.iloc[0])} (after {show(before)}); "
+                            "fill them with --missing interpolate or ffill, or add the rows")
+        filled = part.set_index(cols.time).reindex(full.to_numpy()).rename_axis(cols.time).reset_index()
+        if cols.series_id:
+            filled[cols.series_id] = sid
+        parts.append(filled[part.columns])
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _fill_values(frame: pd.DataFrame, cols: Columns, values: list[str], missing: str,
+                 source: str) -> pd.DataFrame:
+    holes = frame[values].isna()
     if not holes.any().any():
         return frame
-    if cfg.missing == "fail":
+    if missing == "fail":
         col = holes.any().idxmax()
         row = int(holes[col].to_numpy().argmax())
         raise DataError(f"{source}: column {col!r} has {int(holes[col].sum())} missing or infinite "
                         f"values (first at row {row}); choose --missing interpolate, ffill or drop")
-    if cfg.missing == "drop":
-        return frame.dropna(subset=cols).reset_index(drop=True)
-    if cfg.missing == "interpolate":
-        frame[cols] = frame[cols].interpolate(limit_direction="both")
-    else:  # ffill; a gap at the very start can only be filled backwards
-        frame[cols] = frame[cols].ffill().bfill()
-    return frame
+    if missing == "drop":
+        return frame.dropna(subset=values)
+    parts = []
+    for _, part in _series(frame, cols):
+        part = part.copy()
+        if missing == "interpolate":
+            part[values] = part[values].interpolate(limit_direction="both")
+        else:  # ffill; a gap at the very start can only be filled backwards
+            part[values] = part[values].ffill().bfill()
+        parts.append(part)
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
 
 
-def melt_wide(frame: pd.DataFrame, cfg: ColumnSpec, source: str) -> pd.DataFrame:
+def melt_wide(frame: pd.DataFrame, cols: Columns, source: str) -> pd.DataFrame:
     """One row per period, one column per step (e.g. YEAR, JAN..DEC) -> one long series.
 
     Steps are read row by row, left to right. A numeric time column becomes fractional
     (1950, 1950 + 1/12, ...) so the long series keeps a sortable time stamp.
     """
-    if cfg.features:
+    if cols.features:
         raise DataError(f"{source}: layout 'wide' reads one series; it takes no --features")
-    time_col = cfg.time_column
+    time_col = cols.time
     if time_col and time_col not in frame.columns:
         raise DataError(f"{source}: column {time_col!r} not found; the file has columns "
                         f"{', '.join(map(str, frame.columns))}")
     steps = [c for c in frame.columns if c != time_col]
-    values = frame[steps].to_numpy().ravel()
-    long = pd.DataFrame({cfg.target[0]: values})
+    long = pd.DataFrame({cols.targets[0]: frame[steps].to_numpy().ravel()})
     if time_col:
         if not pd.api.types.is_numeric_dtype(frame[time_col]):
             raise DataError(f"{source}: layout 'wide' needs a numeric time column, {time_col!r} is not")
         offsets = np.tile(np.arange(len(steps)) / len(steps), len(frame))
         long.insert(0, time_col, np.repeat(frame[time_col].to_numpy(float), len(steps)) + offsets)
     return long
+
+
+def wide_columns(raw: pd.DataFrame, cols: Columns) -> list[str]:
+    """The columns of a wide file (time column first) that a wide model's input must have."""
+    return [c for c in raw.columns if c == cols.time] + [c for c in raw.columns if c != cols.time]
+

@@ -1,7 +1,9 @@
-"""The MLflow model logged for file data: network, scaler and column spec in one artifact.
+"""One model format: a checkpoint (network config, weights, preprocessor) served by one pyfunc.
 
-``mlflow.pyfunc.load_model(uri).predict(frame)`` takes a raw DataFrame with the training
-columns, cleans it as training did, and returns unscaled forecasts with the time they are for.
+``mlflow.pyfunc.load_model("models:/NAME@champion").predict(frame)`` takes raw rows with the
+training columns (integers, floats, blanks; time as text or dates), cleans them with the
+preprocessor fitted at training, and returns forecasts in the data's units with the time they
+are for. ``load_network(uri)`` returns the bare torch module.
 """
 
 from __future__ import annotations
@@ -13,58 +15,147 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnmodel import SequenceRegressor, build_model, predict
-from rnnmodel.windows import Scaler
-from rnnflow.data import ColumnSpec, DataError, prepare_frame
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import AnyType
+
+from rnnflow.data import DataError
+from rnnflow.preprocess import Preprocessor, Windows
+from rnnmodel import NetworkConfig, SequenceRegressor, build_model, predict
+
+FORMAT = 1  # checkpoint layout version
 
 
-def save_checkpoint(path: Path, model: SequenceRegressor, spec: ColumnSpec, scaler: Scaler,
-                    window: int) -> Path:
+def save_checkpoint(path: Path, model: SequenceRegressor, pre: Preprocessor) -> Path:
     """Everything needed to rebuild and feed the network, without the training code's config."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"model_kwargs": model.kwargs, "state_dict": state,
-                "columns": spec.to_dict(), "scaler": scaler.to_dict(), "window": window}, path)
+    torch.save({"format": FORMAT, "network": model.config.to_dict(), "state_dict": state,
+                "preprocessor": pre.to_dict()}, path)
     return path
 
 
+def load_checkpoint(path: str | Path) -> tuple[SequenceRegressor, Preprocessor]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    network = build_model(NetworkConfig(**ckpt["network"]))
+    network.load_state_dict(ckpt["state_dict"])
+    return network.eval(), Preprocessor.from_dict(ckpt["preprocessor"])
+
+
 class Forecaster(mlflow.pyfunc.PythonModel):
-    """Rolling forecasts: one per window of the input, up to one horizon past its last row."""
+    """Forecasts for every window of the input: rolling ones inside it and one horizon past
+    its last row (forecasting), or every covered row (per-step tasks)."""
+
+    def __init__(self, network: SequenceRegressor | None = None, preprocessor: Preprocessor | None = None):
+        self.network, self.pre = network, preprocessor
 
     def load_context(self, context) -> None:
-        ckpt = torch.load(context.artifacts["checkpoint"], map_location="cpu", weights_only=True)
-        self.network = build_model(ckpt["model_kwargs"])
-        self.network.load_state_dict(ckpt["state_dict"])
-        self.network.eval()
-        self.columns = ColumnSpec(**ckpt["columns"])
-        self.scaler = Scaler.from_dict(ckpt["scaler"])
-        self.window = ckpt["window"]
+        self.network, self.pre = load_checkpoint(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        frame = prepare_frame(pd.DataFrame(model_input), self.columns, source="input")
-        if len(frame) < self.window:
-            raise DataError(f"input has {len(frame)} rows; the model reads windows of {self.window}")
-        values = self.scaler.transform(frame[self.columns.inputs].to_numpy(np.float64))
-        # (n, columns, window) -> (n, window, columns): every window, ending at each row
-        x = np.lib.stride_tricks.sliding_window_view(values, self.window, axis=0).transpose(0, 2, 1)
+        frame, _ = self.pre.prepare(pd.DataFrame(model_input), source="input", scoring=True)
+        self.pre.warn_drift(frame)
+        try:
+            w = self.pre.windows(frame, targets=False)
+        except DataError:
+            rows = self.pre.series_rows(frame)
+            shortest = min(b - a for a, b in rows.values()) if rows else 0
+            raise DataError(f"input has {shortest} rows{' in its shortest series' if len(rows) > 1 else ''}; "
+                            f"the model reads windows of {self.pre.window} rows") from None
+        return self.table(frame, w, self.forecast(w))
+
+    def forecast(self, w: Windows) -> np.ndarray:
+        """Forecasts (n, steps, targets) in the data's units for the windows ``w``."""
         with torch.inference_mode():
-            out = predict(self.network, torch.from_numpy(np.ascontiguousarray(x)))  # (n, horizon, targets)
-        targets = list(range(len(self.columns.target)))
-        forecast = self.scaler.inverse(out.numpy().astype(np.float64), targets)
-        return _long_frame(frame, forecast, self.columns, self.window)
+            out = predict(self.network, torch.from_numpy(w.x)).numpy()
+        return self.pre.inverse(out, w)
+
+    def table(self, frame: pd.DataFrame, w: Windows, forecast: np.ndarray) -> pd.DataFrame:
+        """One row per (window, step): [series id], [time it is for], origin, step, targets.
+
+        ``origin`` is the row (0-based, in time order within its series) of the window's last
+        input; per-step tasks give the row each value is for instead, and no step."""
+        cols, pre = self.pre.columns, self.pre
+        n, steps, _ = forecast.shape
+        first = pre.series_rows(frame)
+        base = np.array([first[s][0] for s in w.series])[:, None]
+        rows = w.rows  # (n, steps) rows in frame; forecasting may point past a series' end
+        out = {}
+        if cols.series_id:
+            out[cols.series_id] = np.repeat(w.series, steps)
+        if cols.time:
+            out[cols.time] = self._times(frame, w, base)
+        if pre.horizon:
+            out["origin"] = np.repeat(rows[:, 0] - base[:, 0] - 1, steps)
+            out["step"] = np.tile(np.arange(1, steps + 1), n)
+        else:
+            out["origin"] = (rows - base).ravel()
+        table = pd.DataFrame(out)
+        for k, name in enumerate(cols.targets):
+            table[name] = forecast[:, :, k].ravel()
+        return table
+
+    def _times(self, frame: pd.DataFrame, w: Windows, base: np.ndarray) -> np.ndarray:
+        """The time stamp each output step is for: the data's own where it has one, else the
+        last row's time plus whole steps of the training frequency (calendar offsets)."""
+        pre, time = self.pre, frame[self.pre.columns.time]
+        stops = pre.series_rows(frame)
+        last = np.array([stops[s][1] - 1 for s in w.series])[:, None]  # (n, 1)
+        rows = w.rows
+        inside = rows <= last
+        stamps = np.empty(rows.shape, dtype=object)
+        stamps[inside] = time.to_numpy()[rows[inside]]
+        ahead = rows - last
+        for k in np.unique(ahead[~inside]):
+            hit = ahead == k
+            stamps[hit] = (pd.Series(time.to_numpy()[np.broadcast_to(last, rows.shape)[hit]]) + pre.axis.offset(int(k))).to_numpy()
+        values = stamps.ravel()
+        return pd.to_datetime(values).to_numpy() if pre.axis.kind == "datetime" else values.astype(float)
 
 
-def _long_frame(frame: pd.DataFrame, forecast: np.ndarray, columns: ColumnSpec,
-                window: int) -> pd.DataFrame:
-    """One row per (origin, step): the time the forecast is for, the row (0-based, in time
-    order) of the window's last input, the step ahead, and the forecast of each target."""
-    n, horizon, _ = forecast.shape
-    origin = np.repeat(np.arange(window - 1, window - 1 + n), horizon)
-    step = np.tile(np.arange(1, horizon + 1), n)
-    out = pd.DataFrame({"origin": origin, "step": step})
-    if columns.time_column:
-        time = frame[columns.time_column].reset_index(drop=True)
-        spacing = time.diff().median()  # regular series: the next stamps follow this spacing
-        out.insert(0, columns.time_column, time.iloc[origin].to_numpy() + spacing * out["step"])
-    for k, name in enumerate(columns.target):
-        out[name] = forecast[:, :, k].ravel()
-    return out
+def load_forecaster(model_uri: str) -> Forecaster:
+    """The rnnflow Forecaster behind a pyfunc model URI."""
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
+
+
+def load_network(model_uri: str) -> torch.nn.Module:
+    """The bare torch module of a logged rnnflow model (eval mode, on the CPU).
+
+    It maps normalised windows (batch, window, inputs) to (batch, horizon or window, targets);
+    feed it through ``load_forecaster(uri).pre`` to work in the data's units."""
+    return load_forecaster(model_uri).network
+
+
+def signature(pre: Preprocessor, raw: pd.DataFrame) -> ModelSignature:
+    """The model's input and output columns, from the column roles (not inferred from a CSV).
+
+    Inputs are typed ``Any`` on purpose: MLflow's ``double`` refuses an int64 column ("Can not
+    safely convert int64 to float64") and ``long`` refuses 122.0, while a user's numbers come as
+    either, with blanks; the time column comes as text or dates. The preprocessor checks every
+    value and names the column when one is not a number. A wide model takes the wide file's
+    columns."""
+    cols = pre.columns
+    ids = [ColSpec(AnyType(), cols.series_id)] if cols.series_id else []
+    time = [ColSpec(AnyType(), cols.time)] if cols.time else []
+    names = [c for c in raw.columns if c != cols.time] if cols.layout == "wide" else cols.inputs
+    values = [ColSpec(AnyType(), c) for c in names]
+    steps = [ColSpec("long", "step")] if pre.horizon else []
+    outputs = [*(ColSpec("string", c.name) for c in ids), *time, ColSpec("long", "origin"), *steps,
+               *(ColSpec("double", t) for t in cols.targets)]
+    return ModelSignature(inputs=Schema([*ids, *time, *values]), outputs=Schema(outputs))
+
+
+def input_example(raw: pd.DataFrame, pre: Preprocessor) -> pd.DataFrame:
+    """The last raw rows of the last series that make two windows, as the model takes them."""
+    cols = pre.columns
+    if cols.layout == "wide":
+        steps = len(raw.columns) - (1 if cols.time else 0)
+        return raw.tail(-(-(pre.window + 1) // steps) + 1)
+    rows = raw[[c for c in (cols.series_id, cols.time) if c] + cols.inputs]
+    if cols.series_id:
+        rows = rows[rows[cols.series_id] == rows[cols.series_id].iloc[-1]]
+    rows = rows.tail(pre.window + (1 if pre.horizon else 0)).copy()
+    for c in cols.inputs:
+        rows[c] = rows[c].astype("float64")
+    if cols.series_id:
+        rows[cols.series_id] = rows[cols.series_id].astype(str)
+    return rows.reset_index(drop=True)

@@ -1,23 +1,23 @@
 """The frozen holdout a model version is judged on, and scoring any version on it.
 
-Each training run stores its test part as an artifact; promotion scores the champion and the
-challenger on the challenger's holdout, so both answer the same questions.
+A holdout is the checked rows of every series (in the data's units) and, per series, the
+rows that were its test part. Each training run stores its holdout as an artifact; promotion
+scores champion and challenger on the challenger's holdout, each through its own
+preprocessor, so both forecast the same rows from the same history.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
-import numpy as np
 import pandas as pd
 
-from rnnmodel import regression_metrics
-from rnnflow import registry, tracking
-from tasks.data import DataBundle
+from rnnflow import evaluate, registry, tracking
+from rnnflow.preprocess import Ranges
 
 ARTIFACT_DIR = "holdout"
 
@@ -25,28 +25,22 @@ ARTIFACT_DIR = "holdout"
 @dataclass
 class Holdout:
     digest: str
-    frame: pd.DataFrame | None = None  # file data: the raw, checked test rows in time order
-    x: np.ndarray | None = None  # synthetic data: test windows and targets
-    y: np.ndarray | None = None
+    frame: pd.DataFrame  # checked rows of every series, in the data's units
+    test: Ranges  # per series id: its test rows [lo, hi), counted within the series
 
 
-def holdout_of(bundle: DataBundle) -> Holdout:
-    """The test part of ``bundle`` with a content digest."""
-    if bundle.frame is not None:
-        frame = bundle.test_frame.reset_index(drop=True)
-        digest = hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy().tobytes()).hexdigest()
-        return Holdout(digest[:12], frame=frame)
-    x, y = (t.numpy() for t in bundle.splits.test)
-    return Holdout(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:12], x=x, y=y)
+def holdout_of(frame: pd.DataFrame, test: Ranges) -> Holdout:
+    """The holdout of a data set with a content digest of its rows and test ranges."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy().tobytes()
+                            + json.dumps(test, sort_keys=True).encode()).hexdigest()
+    return Holdout(digest[:12], frame, test)
 
 
 def log_holdout(run_id: str, holdout: Holdout) -> None:
     """Store the holdout with the run and tag the run with its digest."""
     with tempfile.TemporaryDirectory() as tmp:
-        if holdout.frame is not None:
-            holdout.frame.to_parquet(Path(tmp) / "holdout.parquet", index=False)
-        else:
-            np.savez(Path(tmp) / "holdout.npz", x=holdout.x, y=holdout.y)
+        holdout.frame.to_parquet(Path(tmp) / "rows.parquet", index=False)
+        (Path(tmp) / "test.json").write_text(json.dumps(holdout.test))
         tracking.client().log_artifacts(run_id, tmp, ARTIFACT_DIR)
     tracking.set_tags(run_id, {"holdout_digest": holdout.digest})
 
@@ -55,31 +49,24 @@ def load_holdout(run_id: str) -> Holdout:
     """The holdout stored with ``run_id``; a clear error when the run has none."""
     client = tracking.client()
     digest = client.get_run(run_id).data.tags.get("holdout_digest")
-    names = [a.path for a in client.list_artifacts(run_id, ARTIFACT_DIR)]
-    if digest is None or not names:
+    names = {Path(a.path).name for a in client.list_artifacts(run_id, ARTIFACT_DIR)}
+    if digest is None or not {"rows.parquet", "test.json"} <= names:
         raise ValueError(f"run {run_id} has no holdout (artifact '{ARTIFACT_DIR}/'); "
                          "it was trained before holdouts were recorded: retrain it to compare")
-    path = Path(client.download_artifacts(run_id, names[0], tempfile.mkdtemp()))
-    if path.suffix == ".parquet":
-        return Holdout(digest, frame=pd.read_parquet(path))
-    arrays = np.load(path)
-    return Holdout(digest, x=arrays["x"], y=arrays["y"])
+    folder = Path(client.download_artifacts(run_id, ARTIFACT_DIR, tempfile.mkdtemp()))
+    test = {sid: tuple(r) for sid, r in json.loads((folder / "test.json").read_text()).items()}
+    return Holdout(digest, pd.read_parquet(folder / "rows.parquet"), test)
 
 
 def score(model_uri: str, holdout: Holdout) -> dict[str, float]:
-    """The model's metrics on ``holdout``, in the data's units."""
-    model = mlflow.pyfunc.load_model(model_uri)
-    if holdout.frame is None:
-        return regression_metrics(np.asarray(model.predict(holdout.x)), holdout.y)
-    # The stored rows are the checked series a model reads (for a wide file: melted), not the
-    # raw file its signature describes, so they go to the forecaster itself.
-    forecasts = model.unwrap_python_model().predict(None, holdout.frame)
-    targets = list(forecasts.columns[forecasts.columns.get_loc("step") + 1:])
-    row = (forecasts["origin"] + forecasts["step"]).to_numpy()
-    # Whole windows only, as in training's test metrics: every step of the forecast is known.
-    known = (forecasts["origin"] + forecasts["step"].max()).to_numpy() < len(holdout.frame)
-    actual = holdout.frame[targets].to_numpy(np.float64)[row[known]]
-    return regression_metrics(forecasts.loc[known, targets].to_numpy(np.float64), actual)
+    """The model's metrics on the holdout's test rows, in the data's units, beside the naive
+    baselines of the same rows (see ``evaluate.score``)."""
+    from rnnflow.forecaster import load_forecaster
+
+    model = load_forecaster(model_uri)
+    frame, pre = model.pre.prepare(holdout.frame, source=f"holdout {holdout.digest}")
+    w = pre.windows(frame, holdout.test)
+    return evaluate.score(model.forecast(w), w, pre)
 
 
 def challenger_holdout(name: str) -> tuple[str, Holdout]:

@@ -31,10 +31,15 @@ class Decision:
     min_improvement: float
 
 
-def decide(champion_score: float | None, challenger_score: float,
-           min_improvement: float) -> Decision:
-    """Promote when there is no champion or the challenger beats it by ``min_improvement``
-    (strictly, so a tie keeps the champion)."""
+def decide(champion_score: float | None, challenger_score: float, min_improvement: float,
+           skills: Mapping[str, float] | None = None, min_skill: float = 0.0) -> Decision:
+    """Promote when the challenger beats every baseline in ``skills`` (name -> skill on the
+    holdout, 1 - error / baseline error) by more than ``min_skill``, and there is no champion
+    or the challenger beats it by ``min_improvement`` (strictly, so a tie keeps the champion).
+
+    A challenger that loses to a baseline is never promoted, also when there is no champion.
+    Scores are lower-is-better.
+    """
     if not 0.0 <= min_improvement < 1.0:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
     args = dict(challenger_score=challenger_score, champion_score=champion_score,
@@ -42,6 +47,11 @@ def decide(champion_score: float | None, challenger_score: float,
     if not math.isfinite(challenger_score):
         # A diverged challenger must never win, whatever the champion scored.
         return Decision(False, f"challenger score {challenger_score} is not finite", None, **args)
+    for baseline, skill in (skills or {}).items():
+        if not skill > min_skill:
+            name = baseline.replace("_", " ")
+            return Decision(False, f"loses to the {name} forecast on the holdout: skill {skill:+.3f}, "
+                            f"needs above {min_skill:+.3f}", None, **args)
     if champion_score is None:
         return Decision(True, "no champion yet", None, **args)
     if not math.isfinite(champion_score):

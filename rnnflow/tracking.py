@@ -6,8 +6,6 @@ belongs to one thread, and Prefect runs submitted tasks in a thread pool.
 
 from __future__ import annotations
 
-import copy
-import logging
 import os
 import time
 import warnings
@@ -17,40 +15,27 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 import torch
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.models import ModelSignature
-from mlflow.types import Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from rnnmodel import EpochStats
 
 # Pinned so that logging a model never starts MLflow's slow requirement inference.
 PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
-# The file-data model runs rnnflow's own preprocessing: it ships that code with it.
+# The logged model runs rnnflow's own preprocessing: it ships that code with it.
 CODE_ROOT = Path(__file__).resolve().parent.parent
 FORECASTER_CODE = [str(CODE_ROOT / pkg) for pkg in ("rnnmodel", "rnnflow")]
 
 # Two MLflow warnings that say nothing here, silenced for the process (warnings.catch_warnings
-# is not thread-safe, and variants log from threads): integer columns (a time column, a
-# forecast's origin and step) are never missing, and a local path matches two equivalent
-# dataset source types.
+# is not thread-safe, and variants log from threads): integer columns (a forecast's origin and
+# step) are never missing, and a local path matches two equivalent dataset source types.
 warnings.filterwarnings("ignore", message=".*Inferred schema contains integer column")
 warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
 
-
-class _DropPickleWarning(logging.Filter):
-    """MLflow warns on every pickled PyTorch model that unpickling runs code. rnnflow pickles on
-    purpose (see `log_torch_model`) and loads only from its own registry."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Saving pytorch model by Pickle")
-
-
-logging.getLogger("mlflow.pytorch").addFilter(_DropPickleWarning())
 
 _open_runs: set[str] = set()
 _open_lock = threading.Lock()
@@ -157,46 +142,17 @@ def run_url(run_id: str) -> str:
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
-def torch_signature(model: torch.nn.Module) -> ModelSignature:
-    """(batch, window, features) -> (batch, window or horizon, targets), any batch and window:
-    a recurrent network reads windows of any length, so the champion of one window length can
-    be scored on another's holdout."""
-    kw = model.kwargs
-    steps = -1 if kw["horizon"] is None else kw["horizon"]
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, -1, kw["input_size"]))]),
-                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, steps, kw["output_size"]))]))
-
-
-def log_torch_model(run_id: str, model: torch.nn.Module, example: torch.Tensor) -> str:
-    """Log the network in MLflow's PyTorch flavour; returns the model URI.
-
-    Pickled with the `rnnmodel` package alongside (code_paths), not exported: torch.export
-    traced the RNN over the example's window (2.2 s a model at window 48, and a model pinned
-    to that window), and it changed process-wide state under a variant still training in
-    another thread. Unpickling runs code: load models only from a registry you trust.
-    """
-    import mlflow.pytorch  # 1-2 s of imports, paid only by runs that log a model
-
-    info = mlflow.pytorch.log_model(
-        copy.deepcopy(model).cpu().eval(), name="model", run_id=run_id,
-        serialization_format="pickle", code_paths=[str(CODE_ROOT / "rnnmodel")],
-        signature=torch_signature(model), input_example=example[:2].detach().cpu().numpy(),
-        pip_requirements=PIP_REQUIREMENTS,
-    )
-    return info.model_uri
-
-
-def log_forecaster(run_id: str, checkpoint: Path, example: pd.DataFrame) -> str:
-    """Log the pyfunc model for file data (network + scaler + columns); returns its URI."""
+def log_forecaster(run_id: str, checkpoint: Path, example: pd.DataFrame, signature: ModelSignature) -> str:
+    """Log the one model format (the pyfunc Forecaster and its checkpoint); returns its URI."""
     import mlflow.pyfunc
 
     # Model.log is what mlflow.pyfunc.log_model calls; unlike it, it takes a run id, so the
     # model lands in this run whatever thread logs it. The model is logged from code (a file
-    # path), not pickled.
+    # path) with rnnflow's own code beside it, not pickled.
     info = mlflow.models.Model.log(
         artifact_path=None, name="model", flavor=mlflow.pyfunc,
         python_model=str(CODE_ROOT / "rnnflow" / "forecaster_model.py"),
-        artifacts={"checkpoint": str(checkpoint)},
+        artifacts={"checkpoint": str(checkpoint)}, signature=signature,
         input_example=example, code_paths=FORECASTER_CODE, run_id=run_id,
         pip_requirements=[*PIP_REQUIREMENTS, f"pandas=={pd.__version__}", "pydantic>=2.7", "pyyaml"],
     )
@@ -207,7 +163,9 @@ def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, cont
     """Record the data a run read (name, source, digest, schema); returns the digest."""
     import mlflow.data
 
-    dataset = mlflow.data.from_pandas(frame, source=source, name=Path(source).name, targets=target)
+    generated = source.startswith("preset:")  # no file behind it: MLflow records the code instead
+    dataset = mlflow.data.from_pandas(frame, source=None if generated else source,
+                                      name=source if generated else Path(source).name, targets=target)
     client().log_inputs(run_id, datasets=[DatasetInput(
         dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
     return dataset.digest

@@ -12,8 +12,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from rnnmodel.data import Sequences
-from rnnmodel.models import SequenceRegressor
+from rnnmodel.windows import Sequences
+from rnnmodel.models import NetworkConfig, SequenceRegressor
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}
@@ -87,9 +87,8 @@ def auto_threads(model: nn.Module) -> int:
     under 256 (an LSTM at hidden 64 already gains from two), and a bidirectional tanh RNN was
     slower on two threads even at hidden 256.
     """
-    kw = getattr(model, "kwargs", {})
-    cell = kw.get("cell", "rnn")
-    if kw.get("hidden_size", 0) * GATES.get(cell, 1) < 256 or (cell == "rnn" and kw.get("bidirectional")):
+    c = getattr(model, "config", None)
+    if c is None or c.hidden_size * GATES[c.cell] < 256 or (c.cell == "rnn" and c.bidirectional):
         return 1
     return DEFAULT_THREADS
 
@@ -99,11 +98,13 @@ def auto_threads(model: nn.Module) -> int:
 _INIT_LOCK = threading.Lock()
 
 
-def init_model(seed: int, **kwargs) -> SequenceRegressor:
-    """Build a ``SequenceRegressor`` whose initial weights depend only on ``seed``."""
+def init_model(seed: int, config: NetworkConfig | None = None, **fields) -> SequenceRegressor:
+    """Build a ``SequenceRegressor`` (from ``config`` or NetworkConfig ``fields``) whose initial
+    weights depend only on ``seed``."""
+    config = config or NetworkConfig(**fields)
     with _INIT_LOCK:
         torch.manual_seed(seed)
-        return SequenceRegressor(**kwargs)
+        return SequenceRegressor(config)
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:

@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 from torch import nn
 
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Everything that fixes a network's shape; stored in every checkpoint beside its weights."""
+
+    input_size: int  # features per time step (input columns)
+    output_size: int  # targets per output step
+    hidden_size: int = 64  # hidden units per direction
+    num_layers: int = 1  # stacked recurrent layers
+    cell: str = "rnn"  # one of CELLS
+    bidirectional: bool = False  # a second, backward direction (BRNN)
+    dropout: float = 0.0  # between stacked layers (PyTorch applies none with one layer)
+    horizon: int | None = None  # None: one output per input step; H: H steps after the window
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell={self.cell!r} is not one of {sorted(CELLS)}")
+        for name in ("input_size", "output_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be a positive integer or None, got {self.horizon}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 class SequenceRegressor(nn.Module):
@@ -17,53 +51,33 @@ class SequenceRegressor(nn.Module):
     (batch, window, input_size) -> (batch, H, output_size).
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        hidden_size: int = 64,
-        num_layers: int = 1,
-        cell: str = "rnn",
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-        horizon: int | None = None,
-    ):
+    def __init__(self, config: NetworkConfig):
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"cell={cell!r} is not one of {sorted(CELLS)}")
-        for name, value in (("input_size", input_size), ("output_size", output_size),
-                            ("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value}")
-        if horizon is not None and horizon < 1:
-            raise ValueError(f"horizon must be a positive integer or None, got {horizon}")
-        # Kept so a checkpoint can rebuild the network without the training code.
-        self.kwargs = dict(input_size=input_size, output_size=output_size, hidden_size=hidden_size,
-                           num_layers=num_layers, cell=cell, bidirectional=bidirectional,
-                           dropout=dropout, horizon=horizon)
-        self.horizon = horizon
-        self.output_size = output_size
-        self.num_directions = 2 if bidirectional else 1
+        self.config = config
+        c = config
         # Built before the head so that, for a given seed, weights match the seed tutorial's
         # `nn.RNN(5, 8)` then `nn.Linear(8, 1)`.
-        self.rnn = CELLS[cell](
-            input_size, hidden_size, num_layers=num_layers, batch_first=True,
-            bidirectional=bidirectional, dropout=dropout if num_layers > 1 else 0.0,
+        self.rnn = CELLS[c.cell](
+            c.input_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
+            bidirectional=c.bidirectional, dropout=c.dropout if c.num_layers > 1 else 0.0,
         )
-        features = hidden_size * self.num_directions
-        self.head = nn.Linear(features, output_size * (horizon or 1))
+        self.head = nn.Linear(c.hidden_size * c.num_directions, c.output_size * (c.horizon or 1))
+
+    @property
+    def num_directions(self) -> int:
+        return self.config.num_directions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, state = self.rnn(x)  # out: (batch, window, hidden * num_directions)
-        if self.horizon is None:
+        if self.config.horizon is None:
             return self.head(out)  # (batch, window, output_size)
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
         # h_n: (num_layers * num_directions, batch, hidden); keep the top layer's directions,
         # so a BRNN's backward half has read the whole window, not just its last step.
         last = h_n[-self.num_directions:].transpose(0, 1).flatten(1)  # (batch, hidden * dirs)
-        return self.head(last).view(x.shape[0], self.horizon, self.output_size)
+        return self.head(last).view(x.shape[0], self.config.horizon, self.config.output_size)
 
 
-def build_model(kwargs: dict) -> SequenceRegressor:
-    """Rebuild a model from the ``kwargs`` stored in its checkpoint."""
-    return SequenceRegressor(**kwargs)
+def build_model(config: NetworkConfig | dict) -> SequenceRegressor:
+    """The network of a checkpoint's config (a NetworkConfig or its dict)."""
+    return SequenceRegressor(config if isinstance(config, NetworkConfig) else NetworkConfig(**config))

@@ -11,10 +11,10 @@ from rnnflow.holdout import Holdout, score
 
 
 @task(cache_policy=NO_CACHE)
-def score_version(name: str, version: str, holdout: Holdout, metric: str) -> float:
-    """One registered version's ``metric`` on the holdout."""
+def score_version(name: str, version: str, holdout: Holdout) -> dict[str, float]:
+    """One registered version's metrics on the holdout, beside the naive baselines'."""
     try:
-        return score(f"models:/{name}/{version}", holdout)[metric]
+        return score(f"models:/{name}/{version}", holdout)
     except Exception as exc:
         raise ValueError(f"{name} v{version} cannot be scored on holdout {holdout.digest}: "
                          f"{str(exc).splitlines()[0][:200]}") from exc
@@ -44,4 +44,5 @@ def publish_decision(name: str, version: str, champion: str | None,
         key=f"{name}-promotion", description=f"Promotion decision for {name}",
         markdown=(f"### {name} v{version}: {verdict}\n\n{decision.reason}\n\n"
                   f"| role | version | {record['metric']} on holdout {record['holdout_digest']} |\n"
-                  f"|---|---|---|\n{table}\n\nmin improvement {decision.min_improvement:.1%}"))
+                  f"|---|---|---|\n{table}\n\nmin improvement {decision.min_improvement:.1%}; "
+                  f"skill vs naive {record.get('skill_naive', float('nan')):+.3f}"))

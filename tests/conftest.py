@@ -13,7 +13,7 @@ import pytest
 from rnnflow.config import PipelineConfig, load_config, merge
 
 # The production config shrunk to test size: same code paths, a fraction of a second per fit.
-TINY = {"data": {"n_samples": 96, "window": 12}, "model": {"hidden_size": 8},
+TINY = {"data": {"n_series": 8, "length": 192, "window": 12}, "model": {"hidden_size": 8},
         "train": {"epochs": 3, "batch_size": 16}}
 
 

@@ -30,7 +30,7 @@ def test_out_of_range_values(capsys, mlflow_store, argv, expected):
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--preset", "bogus"], "argument --preset: invalid choice: 'bogus' (choose from 'smoothing', 'sine', 'tutorial')"),
+    (["--preset", "bogus"], "argument --preset: invalid choice: 'bogus' (choose from 'smoothing', 'sine', 'panel', 'tutorial')"),
     (["--cell", "transformer"], "argument --cell: invalid choice: 'transformer' (choose from 'rnn', 'lstm', 'gru')"),
     (["--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'auto', 'cpu', 'cuda')"),
 ])

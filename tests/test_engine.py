@@ -5,10 +5,8 @@ import torch
 from torch import nn
 
 from rnnflow.config import PipelineConfig
-from rnnmodel import NonFiniteLossError, fit, init_model, predict, regression_metrics, resolve_device, split
-from rnnmodel import data as synthetic
-from rnnmodel.data import split_sizes
-from rnnmodel.models import SequenceRegressor
+from rnnmodel import NonFiniteLossError, Splits, fit, init_model, predict, regression_metrics, resolve_device
+from rnnmodel.models import NetworkConfig, SequenceRegressor
 from tests.conftest import tiny_config
 
 
@@ -46,9 +44,10 @@ def tutorial_losses(seed: int) -> list[float]:
     return losses
 
 
-def make_splits(cfg: PipelineConfig):
-    from tasks.data import prepare_data
-    return prepare_data.fn(cfg.data).splits
+def make_splits(cfg: PipelineConfig) -> Splits:
+    from rnnflow.dataset import load_dataset
+    ds = load_dataset(cfg.data, f"preset:{cfg.preset}")
+    return Splits(ds.train.sequences(), ds.val.sequences(), ds.test.sequences())
 
 
 def train(cfg: PipelineConfig, variant: str = "rnn", splits=None):
@@ -84,7 +83,7 @@ def test_training_lowers_the_loss_on_sine():
 
 
 def test_brnn_beats_rnn_on_smoothing():
-    cfg = tiny_config(data={"n_samples": 256, "window": 24}, model={"hidden_size": 16},
+    cfg = tiny_config(data={"n_series": 8, "length": 768, "window": 24}, model={"hidden_size": 16},
                       train={"epochs": 20})
     splits = make_splits(cfg)
     scores = {}
@@ -128,14 +127,6 @@ def test_callback_sees_every_epoch_and_can_stop_training():
     with pytest.raises(KeyboardInterrupt):
         fit(model, splits.train, splits.val, cfg.train, "cpu", on_epoch=on_epoch)
     assert seen == [0, 1, 2]
-
-
-def test_split_is_chronological_and_complete():
-    data = synthetic.sine_smoothing(20, 5, 0.1, 0)
-    sizes = split_sizes(20, 0.2, 0.1)
-    assert sizes == (14, 4, 2)
-    parts = split(data, sizes)
-    torch.testing.assert_close(torch.cat([p.x for p in parts]), data.x)
 
 
 def test_metrics():
@@ -185,7 +176,7 @@ def test_thread_count_follows_the_gate_width_and_is_restored():
     from rnnmodel.engine import DEFAULT_THREADS, auto_threads
 
     def threads(cell, hidden, bidirectional=False):
-        return auto_threads(SequenceRegressor(1, 1, hidden, cell=cell, bidirectional=bidirectional))
+        return auto_threads(SequenceRegressor(NetworkConfig(1, 1, hidden, cell=cell, bidirectional=bidirectional)))
 
     assert threads("rnn", 64) == threads("gru", 64) == threads("lstm", 32) == 1
     assert threads("lstm", 64) == threads("gru", 128) == threads("rnn", 256) == DEFAULT_THREADS

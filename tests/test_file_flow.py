@@ -27,7 +27,7 @@ def test_csv_to_champion_to_predictions(tmp_path, mlflow_store, capsys):
     frame = write_csv(tmp_path / "shop.csv")
     cfg = tiny_config(data={"path": str(tmp_path / "shop.csv"), "target": ["sales", "visits"],
                             "features": ["price"], "time_column": "month", "window": 12, "horizon": 2,
-                            "season_length": 12})
+                            "season_length": 12}, tracking={"min_skill": -100})  # tiny: quality not at issue
     summary = train_flow(cfg)
     client = MlflowClient()
     runs = [client.get_run(r.run_id) for r in summary.results.values()]
@@ -49,15 +49,14 @@ def test_csv_to_champion_to_predictions(tmp_path, mlflow_store, capsys):
     direct = model.predict(frame[["month", "sales", "visits", "price"]])
     np.testing.assert_allclose(direct[["sales", "visits"]].to_numpy(), written[["sales", "visits"]].to_numpy(),
                                rtol=1e-6)
-    # ...which are the in-memory network's forecasts, unscaled.
+    # ...which are the in-memory network's forecasts: the first test window's origin is the
+    # row before the first test row.
     best = summary.results[summary.best]
-    from tasks.data import prepare_data
-    bundle = prepare_data.fn(cfg.data)
-    from rnnmodel import predict
-    expected = bundle.unscale(predict(best.model, bundle.splits.test.x))[0]  # first test window
-    first_test_origin = bundle.bounds[2][0] + 12 - 1
+    from rnnflow.dataset import load_dataset
+    ds = load_dataset(cfg.data, cfg.data.path)
+    first_test_origin = ds.segments[2]["__single__"][0] - 1
     got = direct[direct["origin"] == first_test_origin][["sales", "visits"]].to_numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-4)
+    np.testing.assert_allclose(got, best.forecast[0], rtol=1e-4)
 
     # Same data, second run: same digest in MLflow.
     again = train_flow(cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"register_best": False})}))
@@ -69,18 +68,19 @@ def test_predict_errors(tmp_path, mlflow_store, capsys):
     write_csv(tmp_path / "shop.csv")
     pd.DataFrame({"month": range(30), "sales": range(30)}).to_csv(tmp_path / "partial.csv", index=False)
     assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--model-uri", "models:/ghost@champion"]) == 2
-    assert "model URI models:/ghost@champion does not resolve" in capsys.readouterr().err
+    assert "model URI models:/ghost@champion does not load" in capsys.readouterr().err
     train_flow(tiny_config(data={"path": str(tmp_path / "shop.csv"), "target": ["sales"],
-                                 "features": ["price"], "window": 12}, model={"variants": ["rnn"]}))
+                                 "features": ["price"], "window": 12}, model={"variants": ["rnn"]},
+                           tracking={"min_skill": -100}))
     assert main(["predict", "--data", str(tmp_path / "partial.csv")]) == 2
     err = capsys.readouterr().err
     assert "partial.csv: column 'price' that the model was trained on is missing; the file has columns month, sales" in err
     assert main(["predict", "--data", str(tmp_path / "missing.csv")]) == 2
     assert "missing.csv: no such file" in capsys.readouterr().err
-    # A model of the synthetic presets takes windows, not a table: say how to get one that does.
+    # A model of a preset takes the preset's table: a file without its columns is named as such.
     train_flow(tiny_config(model={"variants": ["rnn"]}, tracking={"model_name": "synthetic"}))
-    assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--model-uri", "models:/synthetic@champion"]) == 2
-    assert "was trained on generated data, not on a file" in capsys.readouterr().err
+    assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--model-uri", "models:/synthetic/1"]) == 2
+    assert "columns 'series', 'time', 'noisy' that the model was trained on are missing" in capsys.readouterr().err
 
 
 def test_wide_file_trains_promotes_and_predicts(tmp_path, mlflow_store):
@@ -94,7 +94,7 @@ def test_wide_file_trains_promotes_and_predicts(tmp_path, mlflow_store):
     wide.to_csv(tmp_path / "wide.csv", index=False)
     cfg = tiny_config(data={"path": str(tmp_path / "wide.csv"), "layout": "wide", "time_column": "YEAR",
                             "target": ["sst"], "window": 12}, model={"variants": ["rnn"]},
-                      train={"backtest_folds": 2})
+                      train={"backtest_folds": 2}, tracking={"min_skill": -100})
     first = train_flow(cfg)
     run = MlflowClient().get_run(first.results["rnn"].run_id)
     assert [m.step for m in MlflowClient().get_metric_history(run.info.run_id, "backtest_rmse")] == [0, 1]

@@ -52,8 +52,10 @@ def test_flow_logs_compares_and_registers(mlflow_store):
         assert [m.value for m in client.get_metric_history(child.info.run_id, "train_loss")] == \
             pytest.approx(variant.history.train_loss)
 
-    best = summary.results[summary.best]
-    assert best.metrics["rmse"] == min(r.metrics["rmse"] for r in summary.results.values())
+    best = summary.results[summary.best]  # picked on validation, never on the test rows
+    assert best.val["rel_rmse"] == min(r.val["rel_rmse"] for r in summary.results.values())
+    for child in children:
+        assert child.data.metrics["val_rel_rmse"] > 0 and "test_rel_rmse" in child.data.metrics
     logged = client.get_logged_model(client.get_model_version("rnnflow", "1").source.split("/")[-1])
     assert logged.experiment_id == parent.info.experiment_id  # not MLflow's "Default"
     assert "/mlartifacts/" in logged.artifact_location
@@ -68,13 +70,21 @@ def test_flow_logs_compares_and_registers(mlflow_store):
     assert version.tags["parent_run_id"] == parent.info.run_id and version.run_id == best.run_id
     assert version.description.startswith(f"GRU {'bidirectional' if summary.best == 'brnn' else 'unidirectional'}")
     assert (summary.version, summary.aliases) == ("1", ["challenger", "champion"])
-    champion = mlflow.pyfunc.load_model("models:/rnnflow@champion")
-    from tasks.data import prepare_data
-    x = prepare_data.fn(cfg.data).splits.test.x
-    expected = predict(best.model, x).numpy()
-    np.testing.assert_allclose(champion.predict(x.numpy()), expected, rtol=1e-5, atol=1e-6)
-    as_torch = mlflow.pytorch.load_model("models:/rnnflow@champion")
-    np.testing.assert_allclose(as_torch(x).detach().numpy(), expected, rtol=1e-5, atol=1e-6)
+    # One model format for presets too: the pyfunc takes the generated table's rows.
+    from rnnflow.dataset import load_dataset
+    from rnnflow.forecaster import load_forecaster, load_network
+    ds = load_dataset(cfg.data, "preset:smoothing")
+    served = load_forecaster("models:/rnnflow@champion")
+    w = served.pre.windows(ds.frame, ds.segments[2])
+    np.testing.assert_array_equal(w.x, ds.test.x)  # the served model cuts the training windows
+    np.testing.assert_allclose(served.forecast(w), best.forecast, rtol=1e-5, atol=1e-6)
+    expected = predict(best.model, torch.from_numpy(ds.test.x)).numpy()
+    np.testing.assert_allclose(load_network("models:/rnnflow@champion")(torch.from_numpy(ds.test.x)).detach().numpy(),
+                               expected, rtol=1e-5, atol=1e-6)
+    rows = ds.frame[ds.frame["series"] == "s000"].drop(columns="signal")
+    table = mlflow.pyfunc.load_model("models:/rnnflow@champion").predict(rows)
+    assert list(table.columns) == ["series", "time", "origin", "signal"]
+    assert len(table) == len(rows) // cfg.data.window * cfg.data.window  # whole windows of its rows
 
     # A second run adds a version and makes it the challenger; the champion stays put.
     again = train_flow(tiny_config(train={"concurrent": False}))
@@ -106,7 +116,7 @@ def test_failed_training_fails_the_runs_and_registers_nothing(mlflow_store):
 def test_cli_says_why_training_failed(mlflow_store, capsys):
     from rnnflow.cli import main
 
-    code = main(["train", "--n-samples", "96", "--window", "12", "--hidden-size", "8", "--epochs", "3",
+    code = main(["train", "--n-series", "8", "--length", "192", "--window", "12", "--hidden-size", "8", "--epochs", "3",
                  "--lr", "1e30", "--optimizer", "sgd", "--grad-clip", "0", "--no-register-best"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1

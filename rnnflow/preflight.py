@@ -1,0 +1,29 @@
+"""Checks each flow runs first, without Prefect: the CLI calls them before any flow starts
+(bad input exits with code 2 before a run exists), and the flows call them again, which costs
+nothing because the data they read are kept for the flow's first task."""
+
+from __future__ import annotations
+
+from rnnflow.config import ConfigError, PipelineConfig
+from rnnflow.dataset import Dataset, backtest_folds_of, load_dataset, source_of
+
+
+def preflight_train(cfg: PipelineConfig) -> PipelineConfig:
+    """The device exists, the data read and window, the backtest folds fit. ConfigError if not."""
+    from rnnmodel import resolve_device
+
+    try:
+        resolve_device(cfg.train.device)
+    except ValueError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
+    dataset(cfg)
+    return cfg
+
+
+def dataset(cfg: PipelineConfig) -> Dataset:
+    try:
+        ds = load_dataset(cfg.data, source_of(cfg))
+        backtest_folds_of(ds, cfg.train.backtest_folds)
+    except ValueError as exc:  # DataError, too few rows for the windows or the folds
+        raise ConfigError(str(exc)) from None
+    return ds

@@ -1,0 +1,63 @@
+"""Score a file with a registered model: checked before any work, then forecasts written
+next to their time stamps. Used by `rnnflow predict` directly and by the batch-predict flow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from rnnflow.data import DataError, columns_phrase, read_table
+
+WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False),
+           ".parquet": lambda df, p: df.to_parquet(p, index=False)}
+
+
+def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
+    """The pyfunc at ``model_uri``; a DataError naming the registered models when it does not resolve."""
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except (MlflowException, OSError) as exc:
+        try:
+            names = [m.name for m in mlflow.MlflowClient().search_registered_models()]
+        except MlflowException:
+            names = []
+        raise DataError(f"model URI {model_uri} does not load ({str(exc).splitlines()[0][:160]}); "
+                        f"registered models: {', '.join(names) or 'none'}") from None
+
+
+def check_scoring_inputs(model_uri: str, data: str | Path, out: str | Path
+                         ) -> tuple[pd.DataFrame, mlflow.pyfunc.PyFuncModel]:
+    """Everything scoring needs, checked before any work: the output type, the model, the
+    file, its columns, and that the model can cut at least one window from it. Returns the
+    model's columns of the file and the loaded model."""
+    if Path(out).suffix.lower() not in WRITERS:
+        raise DataError(f"{out}: write predictions to one of {sorted(WRITERS)}")
+    model = load_model(model_uri)
+    needed = model.metadata.get_input_schema().input_names()
+    frame = read_table(data)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"{data}: {columns_phrase(missing)} that the model was trained on "
+                        f"{'is' if len(missing) == 1 else 'are'} missing; the file has columns "
+                        f"{', '.join(map(str, frame.columns))}")
+    frame = frame[needed]  # the model's columns only: extra ones would make MLflow warn
+    forecaster = model.unwrap_python_model()
+    rows, pre = forecaster.pre.prepare(frame, source=str(data), scoring=True)
+    try:
+        pre.windows(rows, targets=False)
+    except DataError:
+        raise DataError(f"{data}: {len(rows)} rows after cleaning, but the model reads windows of "
+                        f"{pre.window} rows{' per series' if pre.columns.series_id else ''}; "
+                        "give it at least that much history") from None
+    return frame, model
+
+
+def write_predictions(predictions: pd.DataFrame, out: str | Path) -> Path:
+    """Write CSV or Parquet (by extension), creating the folder."""
+    path = Path(out).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    WRITERS[path.suffix.lower()](predictions, path)
+    return path

@@ -1,0 +1,69 @@
+"""What a training run reports: the summary a user reads, run names, version lineage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rnnflow import registry
+from rnnflow.config import DIRECTIONS, PipelineConfig
+from rnnflow.dataset import Dataset
+from rnnflow.training import VariantResult
+
+
+@dataclass
+class TrainSummary:
+    parent_run_id: str
+    results: dict[str, VariantResult]
+    best: str
+    source: str
+    model_name: str | None = None
+    version: str | None = None
+    decision: registry.Decision | None = None
+    aliases: list[str] = field(default_factory=list)  # of the new version, after promotion
+
+
+def parent_run_name(ds: Dataset, tags: dict[str, str]) -> str:
+    return f"{ds.label}-{tags['prefect.flow_run_name']}"
+
+
+def lineage(cfg: PipelineConfig, best: VariantResult, parent_id: str, ds: Dataset,
+            tags: dict[str, str]) -> dict[str, object]:
+    """Version tags that say where a model came from."""
+    return {**tags, "parent_run_id": parent_id, "variant": best.variant,
+            "holdout_digest": ds.holdout.digest, "git_commit": registry.git_commit(),
+            "config_hash": registry.config_hash(cfg), "data": ds.source, "normalize": ds.pre.scaling,
+            f"val_rel_{cfg.tracking.metric}": best.val.get(f"rel_{cfg.tracking.metric}"),
+            f"test_{cfg.tracking.metric}": best.metrics[cfg.tracking.metric],
+            "test_skill_naive": best.metrics["skill_naive"]}
+
+
+def model_description(cfg: PipelineConfig, best: VariantResult, ds: Dataset) -> str:
+    direction = "bidirectional" if DIRECTIONS[best.variant] else "unidirectional"
+    return (f"{cfg.model.cell.upper()} {direction} ({cfg.model.hidden_size} hidden, "
+            f"{cfg.model.num_layers} layer, {ds.pre.scaling} normalisation) on {ds.source}; test "
+            f"{cfg.tracking.metric} {best.metrics[cfg.tracking.metric]:.4g}, skill vs naive "
+            f"{best.metrics['skill_naive']:+.3f}")
+
+
+def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
+    """What a user wants to see after a run: metrics, run ids, registry state, next command."""
+    data = summary.source.removeprefix("preset:")
+    lines = ["", f"rnnflow: {data}, {cfg.model.cell} cell, {cfg.data.window}-step windows, "
+                 f"{cfg.data.scaling} normalisation"]
+    for variant, r in summary.results.items():
+        m = r.metrics
+        best = "  <- best on validation" if variant == summary.best else ""
+        lines.append(f"  {variant:5s} test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}"
+                     f"  skill {m['skill_naive']:+.3f}  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
+    naive = next(iter(summary.results.values())).metrics
+    seasonal = f"  seasonal naive {naive['seasonal_naive_rmse']:#.4g}" if "seasonal_naive_rmse" in naive else ""
+    lines.append(f"  naive rmse {naive['naive_rmse']:#.4g}{seasonal}  (test rows)")
+    lines.append(f"  parent run {summary.parent_run_id}")
+    if summary.version:
+        aliases = ", ".join(summary.aliases) or "none"
+        lines.append(f"  registered {summary.model_name} version {summary.version} (aliases: {aliases})")
+    if summary.decision is not None:
+        verdict = "promoted to champion" if summary.decision.promote else "not promoted"
+        lines.append(f"  {verdict}: {summary.decision.reason}")
+    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    return "\n".join(lines)
