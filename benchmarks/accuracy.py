@@ -121,11 +121,11 @@ def naive_scores(y: np.ndarray, targets: np.ndarray, season: int | None) -> dict
     return out
 
 
-def stats_scores(y: np.ndarray, train_stop: int, targets: np.ndarray,
-                 season: int | None) -> dict[str, dict[str, float]]:
-    """AutoETS and AutoARIMA fitted on ``y[:train_stop]``; each target row t forecast one step
-    ahead from ``y[:t]`` with the fitted parameters (``forward``: no refit). Empty without
-    statsforecast; a model that fails to fit is reported as NaN."""
+def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray,
+                    season: int | None) -> dict[str, np.ndarray]:
+    """One-step forecasts of rows ``targets`` by AutoETS and AutoARIMA fitted on
+    ``y[:train_stop]``: row t is forecast from ``y[:t]`` with the fitted parameters
+    (``forward``: no refit). Empty without statsforecast; a model that fails gives NaNs."""
     try:
         from statsforecast.models import AutoARIMA, AutoETS
     except ImportError:
@@ -135,11 +135,10 @@ def stats_scores(y: np.ndarray, train_stop: int, targets: np.ndarray,
                         ("AutoARIMA", AutoARIMA(season_length=season or 1))):
         try:
             model.fit(y[:train_stop])
-            pred = np.array([model.forward(y=y[:t], h=1)["mean"][0] for t in targets])
-            out[name] = scores(pred, y[targets])
+            out[name] = np.array([model.forward(y=y[:t], h=1)["mean"][0] for t in targets])
         except Exception as exc:  # one model's numerical trouble must not end the benchmark
             print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            out[name] = {"rmse": math.nan, "mae": math.nan}
+            out[name] = np.full(len(targets), np.nan)
     return out
 
 
@@ -267,7 +266,8 @@ def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> F
     train_stop, targets = split_rows(len(y), case.window, convention=res.convention or "segment")
     res.n_test = len(targets)
     res.rows |= naive_scores(y, targets, case.season_length)
-    res.rows |= stats_scores(y, train_stop, targets, case.season_length)
+    res.rows |= {name: scores(pred, y[targets])
+                 for name, pred in stats_forecasts(y, train_stop, targets, case.season_length).items()}
     res.chosen = (trained.chosen or min(trained.variants, key=lambda v: trained.variants[v]["test_rmse"])).upper()
     res.champion = trained.champion
     res.skill = 1 - res.rows[res.chosen]["rmse"] / logged["naive_rmse"]
