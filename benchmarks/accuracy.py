@@ -121,12 +121,14 @@ def naive_scores(y: np.ndarray, targets: np.ndarray, season: int | None) -> dict
     return out
 
 
-def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray,
-                    season: int | None) -> dict[str, np.ndarray]:
+def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season: int | None,
+                    chosen: dict[str, str] | None = None) -> dict[str, np.ndarray]:
     """One-step forecasts of rows ``targets`` by AutoETS and AutoARIMA fitted on
     ``y[:train_stop]``: row t is forecast from ``y[:t]`` with the fitted parameters
-    (``forward``: no refit). Empty without statsforecast; a model that fails gives NaNs."""
+    (``forward``: no refit). Empty without statsforecast; a model that fails gives NaNs.
+    ``chosen`` receives the form each one picked, e.g. 'ETS(M,A,M)'."""
     try:
+        from statsforecast.arima import arima_string
         from statsforecast.models import AutoARIMA, AutoETS
     except ImportError:
         return {}
@@ -136,6 +138,9 @@ def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray,
         try:
             model.fit(y[:train_stop])
             out[name] = np.array([model.forward(y=y[:t], h=1)["mean"][0] for t in targets])
+            if chosen is not None:
+                chosen[name] = (model.model_["method"] if name == "AutoETS"
+                                else arima_string(model.model_).strip())
         except Exception as exc:  # one model's numerical trouble must not end the benchmark
             print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             out[name] = np.full(len(targets), np.nan)
@@ -223,6 +228,7 @@ class FileResult:
     skill: float | None = None  # of the chosen variant against naive
     convention: str | None = None  # the split that reproduced rnnflow's logged naive
     n_test: int = 0
+    forms: dict[str, str] = field(default_factory=dict)  # what AutoETS/AutoARIMA picked
     error: str | None = None
     seconds: float = 0.0
 
@@ -266,8 +272,8 @@ def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> F
     train_stop, targets = split_rows(len(y), case.window, convention=res.convention or "segment")
     res.n_test = len(targets)
     res.rows |= naive_scores(y, targets, case.season_length)
-    res.rows |= {name: scores(pred, y[targets])
-                 for name, pred in stats_forecasts(y, train_stop, targets, case.season_length).items()}
+    res.rows |= {name: scores(pred, y[targets]) for name, pred
+                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms).items()}
     res.chosen = (trained.chosen or min(trained.variants, key=lambda v: trained.variants[v]["test_rmse"])).upper()
     res.champion = trained.champion
     res.skill = 1 - res.rows[res.chosen]["rmse"] / logged["naive_rmse"]
@@ -297,6 +303,7 @@ def print_table(res: FileResult) -> None:
     print(f"   {'model':15s} {'RMSE':>10s} {'MAE':>10s} {'skill':>8s}")
     for model, m in res.rows.items():
         mark = "  <- rnnflow's pick" if model == res.chosen else ""
+        mark = mark or (f"  {res.forms[model]}" if model in res.forms else "")
         print(f"   {model:15s} {m['rmse']:10.4g} {m['mae']:10.4g} {1 - m['rmse'] / naive:+8.3f}{mark}")
     ets = ahead_of_ets(res)
     print(f"   {res.n_test} test rows; pick {res.chosen}: skill {res.skill:+.3f} vs naive; "
