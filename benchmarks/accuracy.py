@@ -16,6 +16,7 @@ goes on. The last line of stdout is one JSON object with the scores against issu
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -324,7 +325,8 @@ def summary(results: list[FileResult], extra: list[str], quick: bool) -> dict:
         "misaligned": [r.case.name for r in ok if r.convention is None],
         "skill_positive_where_stats_beat_naive": f"{sum(r.skill > 0 for r in need)}/{len(need)}",
         "never_below_-0.05": f"{sum(r.skill >= -0.05 for r in ok)}/{len(results)}",
-        "ahead_of_AutoETS": f"{ahead}/{len(with_ets)}" if with_ets else "statsforecast not installed",
+        "ahead_of_AutoETS": f"{ahead}/{len(with_ets)}" if importlib.util.find_spec("statsforecast")
+        else "statsforecast not installed",
     }
     out["targets_met"] = {
         "skill_positive_where_stats_beat_naive": bool(with_ets) and all(r.skill > 0 for r in need)
