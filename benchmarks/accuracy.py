@@ -360,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for case in cases:
             print(f"-- {case.name} ...", file=sys.stderr, flush=True)
-            res = evaluate_file(case, args.data_dir, work, extra)
+            try:
+                res = evaluate_file(case, args.data_dir, work, extra)
+            except Exception as exc:  # e.g. a metric rnnflow no longer logs: report, go on
+                res = FileResult(case, error=f"{type(exc).__name__}: {exc}")
             print_table(res)
             results.append(res)
     finally:
