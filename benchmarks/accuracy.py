@@ -150,11 +150,12 @@ def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season:
 
 def load_series(case: Case, data_dir: Path) -> np.ndarray:
     """The target column as rnnflow reads it (same cleaning, ordering and wide-layout melt)."""
-    from rnnflow.data import ColumnSpec, prepare_frame, read_table
+    from rnnflow.data import Columns, prepare, read_table
 
-    spec = ColumnSpec([case.target], list(case.features), case.time_column, layout=case.layout)
+    cols = Columns([case.target], list(case.features), case.time_column, layout=case.layout)
     path = data_dir / case.file
-    return prepare_frame(read_table(path), spec, source=str(path))[case.target].to_numpy(np.float64)
+    frame, _ = prepare(read_table(path), cols, "fail", source=str(path))
+    return frame[case.target].to_numpy(np.float64)
 
 
 # -- rnnflow, as a user runs it --------------------------------------------------------------
