@@ -204,15 +204,13 @@ def _order(frame: pd.DataFrame, cols: Columns, sort_time: bool, source: str) -> 
             raise DataError(f"{source}: time column {cols.time!r} is not in order (row {row}: "
                             f"{frame.at[row, cols.time]} after {frame.at[row - 1, cols.time]}); "
                             "sort the file or pass --sort-time")
-    if cols.series_id:  # series in the order they first appear, each in time order
-        first = {sid: k for k, sid in enumerate(pd.unique(frame[cols.series_id]))}
-        return frame.assign(_o=frame[cols.series_id].map(first)).sort_values(
-            ["_o", cols.time], kind="stable").drop(columns="_o")
+    if cols.series_id:  # series by id, each in time order: the same model from any row order
+        return frame.sort_values([cols.series_id, cols.time], kind="stable")
     return frame.sort_values(cols.time, kind="stable") if sort_time else frame
 
 
 def _series(frame: pd.DataFrame, cols: Columns):
-    """(id, rows) per series, in order of first appearance."""
+    """(id, rows) per series, in the frame's order."""
     if not cols.series_id:
         return [(SINGLE, frame)]
     return list(frame.groupby(cols.series_id, sort=False))

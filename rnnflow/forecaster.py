@@ -54,13 +54,12 @@ class Forecaster(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         frame, _ = self.pre.prepare(pd.DataFrame(model_input), source="input", scoring=True)
         self.pre.warn_drift(frame)
-        try:
-            w = self.pre.windows(frame, targets=False)
-        except DataError:
-            rows = self.pre.series_rows(frame)
-            shortest = min(b - a for a, b in rows.values()) if rows else 0
+        rows = self.pre.series_rows(frame)
+        shortest = min((b - a for a, b in rows.values()), default=0)
+        if shortest < self.pre.window:
             raise DataError(f"input has {shortest} rows{' in its shortest series' if len(rows) > 1 else ''}; "
-                            f"the model reads windows of {self.pre.window} rows") from None
+                            f"the model reads windows of {self.pre.window} rows")
+        w = self.pre.windows(frame, targets=False)
         return self.table(frame, w, self.forecast(w))
 
     def forecast(self, w: Windows) -> np.ndarray:

@@ -46,12 +46,14 @@ def check_scoring_inputs(model_uri: str, data: str | Path, out: str | Path
     frame = frame[needed]  # the model's columns only: extra ones would make MLflow warn
     forecaster = model.unwrap_python_model()
     rows, pre = forecaster.pre.prepare(frame, source=str(data), scoring=True)
+    shortest = min((b - a for a, b in pre.series_rows(rows).values()), default=0)
+    if shortest < pre.window:
+        raise DataError(f"{data}: {shortest} rows after cleaning{' in its shortest series' if pre.columns.series_id else ''}, "
+                        f"but the model reads windows of {pre.window} rows; give it at least that much history")
     try:
         pre.windows(rows, targets=False)
-    except DataError:
-        raise DataError(f"{data}: {len(rows)} rows after cleaning, but the model reads windows of "
-                        f"{pre.window} rows{' per series' if pre.columns.series_id else ''}; "
-                        "give it at least that much history") from None
+    except DataError as exc:  # e.g. a series the model has never seen
+        raise DataError(f"{data}: {exc}") from None
     return frame, model
 
 
