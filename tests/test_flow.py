@@ -136,3 +136,22 @@ def test_other_presets_run_end_to_end_with_a_backtest(mlflow_store, preset):
         assert [m.step for m in folds] == [0, 1, 2]
         mean = client.get_run(result.run_id).data.metrics["backtest_rmse_mean"]
         assert mean == pytest.approx(sum(m.value for m in folds) / 3)
+
+
+def test_a_version_worse_than_naive_is_registered_but_never_champion(mlflow_store, capsys):
+    """The baseline is a floor: the first version too, with no champion to beat."""
+    from rnnflow.cli import main
+
+    code = main(["train", "--preset", "sine", "--n-series", "8", "--length", "192", "--window", "12",
+                 "--hidden-size", "8", "--epochs", "1", "--lr", "1e-6", "--variants", "rnn"])
+    out = capsys.readouterr().out
+    assert code == 0
+    client = MlflowClient()
+    version = client.get_model_version("rnnflow", "1")
+    assert version.tags["promotion.decision"] == "keep"
+    assert version.tags["promotion.reason"].startswith("loses to the naive forecast on the holdout: skill -")
+    assert float(version.tags["promotion.skill_naive"]) < 0
+    aliases = client.get_registered_model("rnnflow").aliases
+    assert "champion" not in aliases and str(aliases["challenger"]) == "1"
+    assert re.search(r"^  not promoted: loses to the naive forecast on the holdout: skill -\d\.\d{3}, "
+                     r"needs above \+0\.000$", out, re.M), out
