@@ -40,6 +40,7 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
     cfg = config
     resolve_device(cfg.train.device)  # 'cuda' without CUDA fails here, before any run exists
     tracking.cancelled.clear()
+    tracking.sweep_runs()  # runs of killed processes end KILLED before this one starts
     tags = {"prefect.flow_run_id": str(runtime.flow_run.id),
             "prefect.flow_run_name": str(runtime.flow_run.name)}
     bundle = prepare_data(cfg.data)
@@ -62,8 +63,10 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
                                              _lineage(cfg, best, parent_id, holdout, tags),
                                              _describe(cfg, best))
     if summary.version:  # after the parent run ends FINISHED: only a good training is promoted
+        # The version this run registered, passed on: the challenger alias may already point
+        # at another training's version.
         summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
-                                        cfg.tracking.metric)
+                                        cfg.tracking.metric, version=summary.version)
         aliases = snapshot_aliases(tracking.client(), cfg.tracking.model_name)
         summary.aliases = sorted(a for a, v in aliases.items() if v == summary.version)
     get_run_logger().info("best variant: %s (test %s %.4g)", best.variant, cfg.tracking.metric,

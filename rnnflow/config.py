@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Preset = Literal["smoothing", "sine", "tutorial"]
 Variant = Literal["rnn", "brnn"]
@@ -63,6 +63,11 @@ class DataConfig(Section):
             raise ValueError(f"path is only read with source 'file', not {self.source!r}")
         if self.layout == "wide" and len(self.target) != 1:
             raise ValueError("layout 'wide' melts the file into one series: give exactly one target name")
+        if self.season_length and self.season_length > self.window:
+            # The seasonal-naive baseline reads one season back inside the input window.
+            raise ValueError(f"season_length {self.season_length} is longer than window {self.window}: "
+                             "the seasonal-naive baseline looks one season back inside a window; "
+                             "raise --window or lower --season-length")
         return self
 
     @property
@@ -78,6 +83,16 @@ class ModelConfig(Section):
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between stacked layers")
     variants: list[Variant] = Field(["rnn", "brnn"], min_length=1,
                                     description="Directions to train: rnn (uni), brnn (bi)")
+
+    @model_validator(mode="after")
+    def _dropout_needs_layers(self) -> ModelConfig:
+        # PyTorch applies dropout between stacked layers only: with one layer it would be logged
+        # as a setting while the network has none. An error, not a warning: the user asked for
+        # regularisation and would not get it.
+        if self.dropout > 0 and self.num_layers == 1:
+            raise ValueError(f"dropout {self.dropout} has no effect with num_layers 1 (PyTorch applies "
+                             "dropout between stacked layers): set --num-layers 2 or more, or --dropout 0")
+        return self
 
 
 class TrainConfig(Section):
@@ -99,6 +114,29 @@ class TrainConfig(Section):
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin backtest folds, expanding "
                                 "window, each trained afresh (0: off)")
 
+    @model_validator(mode="after")
+    def _amp_needs_cuda(self) -> TrainConfig:
+        # With device 'auto' or 'cuda' the machine decides at run time (the same file may run on
+        # a GPU box); an explicit 'cpu' with amp contradicts itself.
+        if self.amp and self.device == "cpu":
+            raise ValueError("amp (mixed precision) runs on CUDA only, and device is 'cpu': drop --amp")
+        return self
+
+
+def check_model_name(name: str) -> str:
+    """MLflow's own rule for registered model names, applied before any run starts."""
+    try:
+        from mlflow.utils.validation import _validate_model_name
+    except ImportError:  # the private helper moved: MLflow checks again at registration
+        return name
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as exc:
+        raise ValueError(f"{exc.message} (MLflow refuses this registered model name)") from None
+    return name
+
 
 class TrackingConfig(Section):
     experiment: str = Field("rnnflow", min_length=1, description="MLflow experiment name")
@@ -106,6 +144,11 @@ class TrackingConfig(Section):
     metric: Literal["rmse", "mae", "mse"] = Field("rmse", description="Test metric that picks the "
                                                    "best variant (lower is better)")
     register_best: bool = Field(True, description="Register the best variant in the model registry")
+
+    @field_validator("model_name")
+    @classmethod
+    def _mlflow_accepts_name(cls, name: str) -> str:
+        return check_model_name(name)
     min_improvement: float = Field(0.0, ge=0, lt=1, description="Share by which a challenger must beat "
                                    "the champion's metric on the same holdout to be promoted")
 

@@ -56,6 +56,13 @@ def load_holdout(run_id: str) -> Holdout:
     client = tracking.client()
     digest = client.get_run(run_id).data.tags.get("holdout_digest")
     names = [a.path for a in client.list_artifacts(run_id, ARTIFACT_DIR)]
+    if not names:
+        from rnnflow.services import artifact_location_gone
+
+        gone = artifact_location_gone(client.get_run(run_id).info.artifact_uri)
+        if gone:
+            raise ValueError(f"run {run_id}: its artifact location {gone} does not exist (was the "
+                             "tracking folder moved or deleted? put it back, or retrain)")
     if digest is None or not names:
         raise ValueError(f"run {run_id} has no holdout (artifact '{ARTIFACT_DIR}/'); "
                          "it was trained before holdouts were recorded: retrain it to compare")
@@ -66,9 +73,10 @@ def load_holdout(run_id: str) -> Holdout:
     return Holdout(digest, x=arrays["x"], y=arrays["y"])
 
 
-def score(model_uri: str, holdout: Holdout) -> dict[str, float]:
-    """The model's metrics on ``holdout``, in the data's units."""
-    model = mlflow.pyfunc.load_model(model_uri)
+def score(model, holdout: Holdout) -> dict[str, float]:
+    """The metrics of ``model`` (a loaded pyfunc model or its URI) on ``holdout``, in the data's
+    units."""
+    model = mlflow.pyfunc.load_model(model) if isinstance(model, str) else model
     if holdout.frame is None:
         return regression_metrics(np.asarray(model.predict(holdout.x)), holdout.y)
     # The stored rows are the checked series a model reads (for a wide file: melted), not the
@@ -82,8 +90,12 @@ def score(model_uri: str, holdout: Holdout) -> dict[str, float]:
     return regression_metrics(forecasts.loc[known, targets].to_numpy(np.float64), actual)
 
 
-def challenger_holdout(name: str) -> tuple[str, Holdout]:
-    """The challenger's version and the holdout of its run; ValueError if either is missing."""
+def challenger_holdout(name: str, version: str | None = None) -> tuple[str, Holdout]:
+    """The challenger's version (``version``, else the one the challenger alias points at) and
+    the holdout of its run; ValueError if either is missing."""
     client = tracking.client()
-    version = registry.challenger_version(client, name)
-    return version, load_holdout(client.get_model_version(name, version).run_id)
+    if version is None:
+        version = registry.challenger_version(client, name)
+    else:
+        registry.require_version(client, name, str(version))
+    return str(version), load_holdout(client.get_model_version(name, str(version)).run_id)

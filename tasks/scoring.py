@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -22,6 +23,12 @@ def model_inputs(model_uri: str) -> list[str]:
     try:
         info = mlflow.models.get_model_info(model_uri)
     except (MlflowException, OSError) as exc:
+        from rnnflow.registry import missing_artifacts
+
+        gone = missing_artifacts(model_uri)
+        if gone:  # e.g. the tracking folder was moved: say where the files should be
+            raise DataError(f"model {model_uri}: its artifact location {gone} does not exist (was the "
+                            "tracking folder moved or deleted? put it back, or retrain)") from None
         names = [m.name for m in mlflow.MlflowClient().search_registered_models()]
         raise DataError(f"model URI {model_uri} does not resolve ({str(exc).splitlines()[0][:120]}); "
                         f"registered models: {', '.join(names) or 'none'}") from None
@@ -52,7 +59,23 @@ def forecast(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
     return mlflow.pyfunc.load_model(model_uri).predict(frame)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)  # a full or busy disk may recover
+# Errors a second try can fix: a full, busy or flaky disk. A missing folder, a file where a folder
+# should be or a refused permission fail the same way every time.
+TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.EINTR}
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect retry condition: retry only on an OSError with a transient errno."""
+    try:
+        state.result()
+    except OSError as exc:
+        return exc.errno in TRANSIENT_ERRNOS
+    except BaseException:
+        return False
+    return False
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_transient)
 def write_predictions(predictions: pd.DataFrame, out: str, model_uri: str) -> str:
     """Write CSV or Parquet (by extension) and record where as a Prefect artifact."""
     path = Path(out).resolve()
