@@ -70,6 +70,28 @@ def client() -> MlflowClient:
 _ready_stores: set[str] = set()
 
 
+def _sqlite_busy_timeout() -> None:
+    """RNNFLOW_SQLITE_BUSY_TIMEOUT_MS: how long a write waits for a locked SQLite store.
+
+    MLflow hard-codes 20 s (a `PRAGMA busy_timeout` on every session); this rewrites that one
+    statement, so that tests (shorter) or busy shared files (longer) can set it.
+    """
+    ms = os.environ.get("RNNFLOW_SQLITE_BUSY_TIMEOUT_MS")
+    if not ms:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "before_cursor_execute", retval=True)
+    def _busy_timeout(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("PRAGMA busy_timeout"):
+            statement = f"PRAGMA busy_timeout = {int(ms)};"
+        return statement, parameters
+
+
+_sqlite_busy_timeout()
+
+
 def ensure_store() -> None:
     """Open the tracking store once per process; a new SQLite database is created under a
     file lock beside it, since two processes migrating one new file at once crash."""
