@@ -24,6 +24,8 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
     """Train every configured variant on one split, pick the best on validation, register it
     and gate it against the champion and the naive baselines on the frozen holdout."""
     cfg = preflight_train(config)
+    tracking.cancelled.clear()
+    tracking.sweep_runs()  # runs of killed processes end KILLED before this one starts
     tags = {"prefect.flow_run_id": str(runtime.flow_run.id),
             "prefect.flow_run_name": str(runtime.flow_run.name)}
     ds = prepare_data(cfg)
@@ -40,8 +42,11 @@ def train_flow(config: PipelineConfig = PipelineConfig()) -> TrainSummary:
                                              lineage(cfg, best, parent_id, ds, tags),
                                              model_description(cfg, best, ds))
     if summary.version:  # after the parent run ends FINISHED: only a good training is promoted
+        # The version this run registered, passed on: the challenger alias may already point
+        # at another training's version.
         summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
-                                        cfg.tracking.metric, cfg.tracking.min_skill)
+                                        cfg.tracking.metric, cfg.tracking.min_skill,
+                                        version=summary.version)
         summary.aliases = training.aliases_of(cfg.tracking.model_name, summary.version)
     return summary
 

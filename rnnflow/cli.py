@@ -15,6 +15,43 @@ from pydantic import BaseModel
 from rnnflow.config import ConfigError, PipelineConfig, load_config
 from rnnflow.settings import apply_defaults
 
+# Exit codes, the same for every command; each failure is ONE line on stderr.
+#   0  done
+#   1  the work started and failed: a flow run failed (its MLflow runs end FAILED or KILLED,
+#      nothing is promoted); the line is the first error, not a later symptom
+#   2  nothing started: bad flags, config or input data, or a service that does not answer
+#      (the line names MLFLOW_TRACKING_URI or PREFECT_API_URL)
+EXIT_OK, EXIT_FAILED, EXIT_BEFORE_WORK = 0, 1, 2
+
+
+def _before_work_errors() -> tuple[type[Exception], ...]:
+    from rnnflow.locks import LockTimeout
+    from rnnflow.services import ServiceUnavailable
+
+    return ConfigError, ServiceUnavailable, LockTimeout
+
+
+def failure_line(exc: BaseException) -> str:
+    """The first line of an error, naming the tracking store when the store raised it."""
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+    module = type(exc).__module__
+    if module.startswith(("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")) and "MLFLOW_TRACKING_URI" not in text:
+        import os
+
+        text += f" (MLFLOW_TRACKING_URI={os.environ.get('MLFLOW_TRACKING_URI')})"
+    return text
+
+
+def preflight(prefect: bool = True) -> None:
+    """The tracking store answers, and so does PREFECT_API_URL when set: in seconds, before
+    Prefect starts or any run exists."""
+    from rnnflow import guard, services
+
+    services.check_tracking_store()
+    if prefect:
+        services.check_prefect_api()
+        guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
+
 SECTIONS = {name: f.annotation for name, f in PipelineConfig.model_fields.items()
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
 
@@ -82,23 +119,21 @@ def _train(args: argparse.Namespace) -> int:
     cfg = preflight_train(config_from_args(args))
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
-        return 0
+        return EXIT_OK
+    preflight()
     from flows.train import train_flow
     from rnnflow.summary import format_summary
 
-    try:
-        summary = train_flow(cfg)
-    except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
-        print(f"rnnflow train: failed: {exc}", file=sys.stderr)
-        return 1
+    summary = train_flow(cfg)  # a failure: the flow run is Failed, Prefect logged the traceback
     print(format_summary(summary, cfg))
-    return 0
+    return EXIT_OK
 
 
 def _predict(args: argparse.Namespace) -> int:
     from rnnflow import scoring
     from rnnflow.data import DataError
 
+    preflight(prefect=args.flow)  # scoring without --flow needs no Prefect API
     try:
         frame, model = scoring.check_scoring_inputs(args.model_uri, args.data, args.out)
     except DataError as exc:
@@ -106,6 +141,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.flow:  # a tracked Prefect flow run, as the batch-predict deployment makes
         from flows.predict import batch_predict
 
+        preflight()
         path = batch_predict(data=str(args.data), out=str(args.out), model_uri=args.model_uri)
     else:
         try:
@@ -115,7 +151,7 @@ def _predict(args: argparse.Namespace) -> int:
         path = scoring.write_predictions(predictions, args.out)
     print(f"rnnflow predict: wrote {'forecasts' if args.flow else f'{len(predictions)} forecasts'} "
           f"of {args.model_uri} to {path}")
-    return 0
+    return EXIT_OK
 
 
 def _promote(args: argparse.Namespace) -> int:
@@ -124,17 +160,43 @@ def _promote(args: argparse.Namespace) -> int:
     from rnnflow import registry, tracking
 
     cfg = config_from_args(args).tracking
+    preflight()
+    version = args.force or args.version
     try:
         if args.rollback:
             version = registry.rollback(tracking.client(), cfg.model_name)
             print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
-            return 0
-        challenger_holdout(cfg.model_name)  # nothing to compare: fail before a flow run starts
-        decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill)
-    except ValueError as exc:  # e.g. a champion that cannot be scored on the holdout
+            return EXIT_OK
+        if args.force:
+            registry.require_version(tracking.client(), cfg.model_name, args.force)
+        else:  # nothing to compare: fail before a flow run starts
+            version = challenger_holdout(cfg.model_name, version)[0]
+    except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    print(f"rnnflow promote: {'promoted' if decision.promote else 'kept the champion'}: {decision.reason}")
-    return 0
+    decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
+                            version=version, force=bool(args.force))
+    verdict = "" if decision.unchanged else "promoted: " if decision.promote else "kept the champion: "
+    print(f"rnnflow promote: {verdict}{decision.reason}")
+    return EXIT_OK
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rnnflow import guard, services, tracking
+
+    services.check_tracking_store()
+    if args.prefect:
+        services.check_prefect_api()
+        guard.install()
+    result = tracking.sweep_runs(crash_flow_runs=args.prefect)
+    for run_id, why in result.killed.items():
+        print(f"rnnflow runs sweep: run {run_id} ended KILLED: {why}")
+    for run_id in result.ended:
+        print(f"rnnflow runs sweep: run {run_id}: recorded the end it was owed")
+    for flow_run in result.crashed:
+        print(f"rnnflow runs sweep: Prefect flow run {flow_run} marked Crashed")
+    if not (result.killed or result.ended):
+        print("rnnflow runs sweep: no run is left RUNNING by a process that is gone")
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -145,6 +207,7 @@ def _serve(args: argparse.Namespace) -> int:
         load_config(args.config)  # fail now on a bad file, not in every scheduled run
         overrides = yaml.safe_load(args.config.read_text())
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
+    preflight()
     try:
         return serve(args.deployment, schedule, args.port, overrides, args.limit)
     except ValueError as exc:
@@ -169,7 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill"))
     promote.add_argument("--rollback", action="store_true",
                          help="make the previous champion the champion again")
+    promote.add_argument("--version", help="judge this version instead of the challenger alias's")
+    promote.add_argument("--force", metavar="VERSION",
+                         help="make VERSION the champion without judging it (operator override, "
+                              "e.g. when the champion cannot be loaded); recorded as forced")
     promote.set_defaults(func=_promote)
+    runs = sub.add_parser("runs", help="maintain the MLflow runs of the store")
+    runs_sub = runs.add_subparsers(dest="runs_command", required=True, parser_class=Parser)
+    sweep = runs_sub.add_parser("sweep", help="end KILLED the runs whose process is gone and "
+                                "record run ends that could not be written")
+    sweep.add_argument("--no-prefect", dest="prefect", action="store_false",
+                       help="leave Prefect flow runs alone (default: mark them Crashed)")
+    sweep.set_defaults(func=_sweep)
     serve = sub.add_parser("serve", help="serve the prefect.yaml deployments on their schedules")
     serve.add_argument("--deployment", action="append", help="serve only this deployment (repeatable)")
     serve.add_argument("--cron", help="replace the schedules with this cron expression")
@@ -194,11 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     apply_defaults()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    command = " ".join(filter(None, (args.command, getattr(args, "runs_command", None))))
     try:
         return args.func(args)
-    except ConfigError as exc:
-        print(f"rnnflow {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except _before_work_errors() as exc:
+        print(f"rnnflow {command}: error: {exc}", file=sys.stderr)
+        return EXIT_BEFORE_WORK
+    except Exception as exc:  # the run failed; Prefect has logged the traceback of a flow run
+        print(f"rnnflow {command}: failed: {failure_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

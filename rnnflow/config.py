@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Preset = Literal["smoothing", "sine", "panel", "tutorial"]
 Variant = Literal["rnn", "brnn"]
@@ -90,7 +90,8 @@ class DataConfig(Section):
                              f"{self.source!r} predicts every step: use global or none")
         if self.season_length and self.season_length > self.window:
             raise ValueError(f"season_length {self.season_length} is longer than window {self.window}: "
-                             "the seasonal-naive baseline reads one season back inside the window")
+                             "the seasonal-naive baseline looks one season back inside a window; "
+                             "raise --window or lower --season-length")
         return self
 
     @property
@@ -119,6 +120,16 @@ class ModelConfig(Section):
     variants: list[Variant] = Field(["rnn", "brnn"], min_length=1,
                                     description="Directions to train: rnn (uni), brnn (bi)")
 
+    @model_validator(mode="after")
+    def _dropout_needs_layers(self) -> ModelConfig:
+        # PyTorch applies dropout between stacked layers only: with one layer it would be logged
+        # as a setting while the network has none. An error, not a warning: the user asked for
+        # regularisation and would not get it.
+        if self.dropout > 0 and self.num_layers == 1:
+            raise ValueError(f"dropout {self.dropout} has no effect with num_layers 1 (PyTorch applies "
+                             "dropout between stacked layers): set --num-layers 2 or more, or --dropout 0")
+        return self
+
 
 class TrainConfig(Section):
     epochs: int = Field(30, gt=0, description="Passes over the training windows")
@@ -139,6 +150,29 @@ class TrainConfig(Section):
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin backtest folds, expanding "
                                 "window, each trained afresh (0: off)")
 
+    @model_validator(mode="after")
+    def _amp_needs_cuda(self) -> TrainConfig:
+        # With device 'auto' or 'cuda' the machine decides at run time (the same file may run on
+        # a GPU box); an explicit 'cpu' with amp contradicts itself.
+        if self.amp and self.device == "cpu":
+            raise ValueError("amp (mixed precision) runs on CUDA only, and device is 'cpu': drop --amp")
+        return self
+
+
+def check_model_name(name: str) -> str:
+    """MLflow's own rule for registered model names, applied before any run starts."""
+    try:
+        from mlflow.utils.validation import _validate_model_name
+    except ImportError:  # the private helper moved: MLflow checks again at registration
+        return name
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as exc:
+        raise ValueError(f"{exc.message} (MLflow refuses this registered model name)") from None
+    return name
+
 
 class TrackingConfig(Section):
     experiment: str = Field("rnnflow", min_length=1, description="MLflow experiment name")
@@ -148,6 +182,11 @@ class TrackingConfig(Section):
         "promotion (on the holdout); with several targets, the mean of each target's error over "
         "the naive forecast's, so no target's units drown another's")
     register_best: bool = Field(True, description="Register the best variant in the model registry")
+
+    @field_validator("model_name")
+    @classmethod
+    def _mlflow_accepts_name(cls, name: str) -> str:
+        return check_model_name(name)
     min_improvement: float = Field(0.0, ge=0, lt=1, description="Share by which a challenger must beat "
                                    "the champion's error on the same holdout to be promoted")
     min_skill: float = Field(0.0, lt=1, description="Skill (1 - error / baseline error) a version "

@@ -14,6 +14,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 
 from rnnflow import evaluate, registry, tracking
@@ -50,6 +51,13 @@ def load_holdout(run_id: str) -> Holdout:
     client = tracking.client()
     digest = client.get_run(run_id).data.tags.get("holdout_digest")
     names = {Path(a.path).name for a in client.list_artifacts(run_id, ARTIFACT_DIR)}
+    if not names:
+        from rnnflow.services import artifact_location_gone
+
+        gone = artifact_location_gone(client.get_run(run_id).info.artifact_uri)
+        if gone:
+            raise ValueError(f"run {run_id}: its artifact location {gone} does not exist (was the "
+                             "tracking folder moved or deleted? put it back, or retrain)")
     if digest is None or not {"rows.parquet", "test.json"} <= names:
         raise ValueError(f"run {run_id} has no holdout (artifact '{ARTIFACT_DIR}/'); "
                          "it was trained before holdouts were recorded: retrain it to compare")
@@ -58,19 +66,23 @@ def load_holdout(run_id: str) -> Holdout:
     return Holdout(digest, pd.read_parquet(folder / "rows.parquet"), test)
 
 
-def score(model_uri: str, holdout: Holdout) -> dict[str, float]:
-    """The model's metrics on the holdout's test rows, in the data's units, beside the naive
-    baselines of the same rows (see ``evaluate.score``)."""
-    from rnnflow.forecaster import load_forecaster
-
-    model = load_forecaster(model_uri)
-    frame, pre = model.pre.prepare(holdout.frame, source=f"holdout {holdout.digest}")
+def score(model, holdout: Holdout) -> dict[str, float]:
+    """The metrics of ``model`` (a loaded pyfunc model or its URI) on the holdout's test rows,
+    in the data's units, beside the naive baselines of the same rows (see ``evaluate.score``).
+    Each model cuts its own windows with its own preprocessor."""
+    model = mlflow.pyfunc.load_model(model) if isinstance(model, str) else model
+    forecaster = model.unwrap_python_model()
+    frame, pre = forecaster.pre.prepare(holdout.frame, source=f"holdout {holdout.digest}")
     w = pre.windows(frame, holdout.test)
-    return evaluate.score(model.forecast(w), w, pre)
+    return evaluate.score(forecaster.forecast(w), w, pre)
 
 
-def challenger_holdout(name: str) -> tuple[str, Holdout]:
-    """The challenger's version and the holdout of its run; ValueError if either is missing."""
+def challenger_holdout(name: str, version: str | None = None) -> tuple[str, Holdout]:
+    """The challenger's version (``version``, else the one the challenger alias points at) and
+    the holdout of its run; ValueError if either is missing."""
     client = tracking.client()
-    version = registry.challenger_version(client, name)
-    return version, load_holdout(client.get_model_version(name, version).run_id)
+    if version is None:
+        version = registry.challenger_version(client, name)
+    else:
+        registry.require_version(client, name, str(version))
+    return str(version), load_holdout(client.get_model_version(name, str(version)).run_id)

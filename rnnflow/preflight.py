@@ -10,12 +10,19 @@ from rnnflow.dataset import Dataset, backtest_folds_of, load_dataset, source_of
 
 def preflight_train(cfg: PipelineConfig) -> PipelineConfig:
     """The device exists, the data read and window, the backtest folds fit. ConfigError if not."""
+    import sys
+
     from rnnmodel import resolve_device
 
     try:
-        resolve_device(cfg.train.device)
+        device = resolve_device(cfg.train.device)
     except ValueError as exc:
         raise ConfigError(f"train.device: {exc}") from None
+    if cfg.train.amp and device.type != "cuda":
+        # The same config may run on a GPU machine, so no error: train, and log, what runs.
+        print(f"rnnflow: warning: --amp has no effect on {device.type}; training and logging "
+              "train.amp=False", file=sys.stderr)
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"amp": False})})
     dataset(cfg)
     return cfg
 

@@ -29,16 +29,20 @@ class Decision:
     challenger_score: float
     champion_score: float | None
     min_improvement: float
+    unchanged: bool = False  # the challenger already was the champion: nothing judged or touched
+    skills: Mapping[str, float] | None = None  # the challenger's skill per baseline on the holdout
 
 
 def decide(champion_score: float | None, challenger_score: float, min_improvement: float,
-           skills: Mapping[str, float] | None = None, min_skill: float = 0.0) -> Decision:
+           skills: Mapping[str, float] | None = None, min_skill: float = 0.0,
+           champion_error: str | None = None) -> Decision:
     """Promote when the challenger beats every baseline in ``skills`` (name -> skill on the
     holdout, 1 - error / baseline error) by more than ``min_skill``, and there is no champion
     or the challenger beats it by ``min_improvement`` (strictly, so a tie keeps the champion).
 
     A challenger that loses to a baseline is never promoted, also when there is no champion.
-    Scores are lower-is-better.
+    ``champion_error`` says why a champion could not be scored at all (e.g. its artifacts are
+    gone): a challenger that scores and clears the baselines beats it. Lower is better.
     """
     if not 0.0 <= min_improvement < 1.0:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
@@ -52,6 +56,9 @@ def decide(champion_score: float | None, challenger_score: float, min_improvemen
             name = baseline.replace("_", " ")
             return Decision(False, f"loses to the {name} forecast on the holdout: skill {skill:+.3f}, "
                             f"needs above {min_skill:+.3f}", None, **args)
+    if champion_error is not None:
+        return Decision(True, f"the champion cannot be scored ({champion_error}); "
+                              "a challenger that scores replaces it", None, **args)
     if champion_score is None:
         return Decision(True, "no champion yet", None, **args)
     if not math.isfinite(champion_score):
@@ -105,15 +112,21 @@ def challenger_version(client: MlflowClient, name: str) -> str:
 
 def apply_promotion(client: MlflowClient, name: str, challenger_version: str, decision: Decision,
                     record: Mapping[str, object] | None = None) -> None:
-    """Record ``decision`` as version tags and, when it promotes, move the aliases atomically.
+    """Move the aliases atomically when ``decision`` promotes, then record it as version tags.
 
-    ``record`` adds context tags (e.g. ``data_digest``, ``flow_run_id``, ``metric``). Tags say
-    what was decided and are written first; only the alias moves are rolled back on failure.
+    ``record`` adds context tags (e.g. ``data_digest``, ``flow_run_id``, ``metric``). The tags
+    are written only after the aliases moved, so a failed move leaves no decision behind. A
+    challenger that already is the champion is left untouched, tags included.
     """
     challenger_version = str(challenger_version)
-    _require_version(client, name, challenger_version)
+    require_version(client, name, challenger_version)
     before = snapshot_aliases(client, name)
     champion = before.get(CHAMPION)
+    if champion == challenger_version:
+        return
+    if decision.promote:
+        moves = [(PREVIOUS, champion)] if champion is not None else []
+        _move_aliases(client, name, before, moves + [(CHAMPION, challenger_version)])
     tags = {"decision": "promote" if decision.promote else "keep", "reason": decision.reason,
             "challenger_score": decision.challenger_score,
             "champion_score": decision.champion_score, "champion_version": champion,
@@ -122,14 +135,27 @@ def apply_promotion(client: MlflowClient, name: str, challenger_version: str, de
     for key, value in tags.items():
         if value is not None:  # absent facts are left out rather than written as "None"
             client.set_model_version_tag(name, challenger_version, TAG + key, str(value))
-    if champion is not None and champion != challenger_version:
+    if champion is not None:
         client.set_model_version_tag(name, champion, TAG + "last_challenger", challenger_version)
         client.set_model_version_tag(name, champion, TAG + "last_outcome",
                                      "replaced" if decision.promote else "kept")
-    if not decision.promote or champion == challenger_version:
-        return  # nothing to move: kept, or the challenger already is the champion
-    moves = [(PREVIOUS, champion)] if champion is not None else []
-    _move_aliases(client, name, before, moves + [(CHAMPION, challenger_version)])
+
+
+def promotion_tags(client: MlflowClient, name: str, versions: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The ``promotion.*`` tags of each version: what `restore_promotion_tags` puts back."""
+    return {str(v): {k: t for k, t in client.get_model_version(name, str(v)).tags.items()
+                     if k.startswith(TAG)} for v in versions if v is not None}
+
+
+def restore_promotion_tags(client: MlflowClient, name: str, before: Mapping[str, Mapping[str, str]]) -> None:
+    """Put the ``promotion.*`` tags of the versions in ``before`` back as they were."""
+    for version, old in before.items():
+        now = {k: t for k, t in client.get_model_version(name, version).tags.items() if k.startswith(TAG)}
+        for key in now.keys() - old.keys():
+            client.delete_model_version_tag(name, version, key)
+        for key, value in old.items():
+            if now.get(key) != value:
+                client.set_model_version_tag(name, version, key, value)
 
 
 def rollback(client: MlflowClient, name: str) -> str:
@@ -179,7 +205,7 @@ def _require_model(client: MlflowClient, name: str):
                          f"{', '.join(names) or '(none)'}") from None
 
 
-def _require_version(client: MlflowClient, name: str, version: str) -> None:
+def require_version(client: MlflowClient, name: str, version: str) -> None:
     _require_model(client, name)
     try:
         client.get_model_version(name, version)
@@ -187,6 +213,24 @@ def _require_version(client: MlflowClient, name: str, version: str) -> None:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
         raise ValueError(f"registered model {name!r} has no version {version!r}") from None
+
+
+def missing_artifacts(model_uri: str) -> str | None:
+    """The local folder that should hold the files of ``model_uri`` (``models:/``, ``runs:/``
+    or a storage URI) when it does not exist, e.g. after the tracking folder was moved."""
+    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
+    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
+
+    from rnnflow.services import artifact_location_gone
+
+    try:
+        if model_uri.startswith("models:/"):
+            model_uri = ModelsArtifactRepository.get_underlying_uri(model_uri)
+        if model_uri.startswith("runs:/"):
+            model_uri = RunsArtifactRepository.get_underlying_uri(model_uri)
+    except Exception:
+        return None  # the URI does not resolve: the caller's own error says so
+    return artifact_location_gone(model_uri)
 
 
 def _listing(aliases: Mapping[str, str]) -> str:

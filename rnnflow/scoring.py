@@ -20,6 +20,12 @@ def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
     try:
         return mlflow.pyfunc.load_model(model_uri)
     except (MlflowException, OSError) as exc:
+        from rnnflow.registry import missing_artifacts
+
+        gone = missing_artifacts(model_uri)
+        if gone:  # e.g. the tracking folder was moved: say where the files should be
+            raise DataError(f"model {model_uri}: its artifact location {gone} does not exist (was the "
+                            "tracking folder moved or deleted? put it back, or retrain)") from None
         try:
             names = [m.name for m in mlflow.MlflowClient().search_registered_models()]
         except MlflowException:

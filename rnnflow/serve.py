@@ -49,6 +49,9 @@ def local_server(port: int, timeout: float = 90):
     # the server must outlive the runner's shutdown, which pauses the deployments through it.
     proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    from rnnflow.guard import watch
+
+    watch(proc.pid)  # the server goes when this process goes, even on SIGKILL
     try:
         deadline = time.monotonic() + timeout
         while not _healthy(api_url):
@@ -78,6 +81,7 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
     if not specs:
         known = [d["name"] for d in load_deployments()]
         raise ValueError(f"no deployment named {names} in prefect.yaml; known: {known}")
+    check_deployments(specs, overrides)
     if os.environ.get("PREFECT_API_URL"):
         return _serve(specs, schedule, overrides, limit)
     with local_server(port) as api_url:
@@ -85,10 +89,31 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
         return _serve(specs, schedule, overrides, limit)
 
 
-def _own_schedule(spec: dict) -> dict:
-    """The deployment's first schedule from prefect.yaml; none when it is marked inactive."""
-    first = spec["schedules"][0]
-    return {"cron": first["cron"]} if first.get("active", True) else {}
+def schedules_of(spec: dict, schedule: dict | None = None) -> list:
+    """The deployment's schedules from prefect.yaml as Prefect schedules, keeping each one's
+    timezone, day_or and active flag; ``{"cron": expr}`` replaces only the expression and
+    ``{"interval": seconds}`` replaces each schedule by an interval in the same timezone."""
+    from prefect.schedules import Cron, Interval
+
+    out = []
+    for entry in spec.get("schedules") or [{}]:
+        keep = {"timezone": entry.get("timezone"), "active": entry.get("active", True)}
+        if schedule and "interval" in schedule:
+            out.append(Interval(schedule["interval"], **keep))
+        elif schedule and "cron" in schedule or entry.get("cron"):
+            cron = schedule["cron"] if schedule and "cron" in schedule else entry["cron"]
+            out.append(Cron(cron, day_or=entry.get("day_or", True), **keep))
+    return out
+
+
+def check_deployments(specs: list[dict], overrides: dict | None) -> None:
+    """Every served training config validates now, before a server starts (ConfigError)."""
+    from rnnflow.config import load_config, merge
+
+    for spec in specs:
+        params = spec.get("parameters", {})
+        if "config" in params:
+            load_config(overrides=merge(params["config"], overrides or {}))
 
 
 def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, limit: int) -> int:
@@ -107,6 +132,6 @@ def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, lim
             params = {**params, "config": merge(params["config"], overrides)}
         flow = import_flow(spec["entrypoint"])
         deployments.append(flow.to_deployment(name=spec["name"], parameters=params,
-                                              **(schedule or _own_schedule(spec))))
+                                              schedules=schedules_of(spec, schedule)))
     prefect_serve(*deployments, limit=limit)  # returns after SIGTERM or Ctrl-C
     return 0

@@ -13,6 +13,12 @@ DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # no progress bars in logs
+    # A moderate retry budget for a tracking server: MLflow's defaults (7 retries, backoff
+    # factor 2, 120 s timeout) spent 282 s before reporting a server that was down. These ride
+    # out a restart of about 10 s (urllib3 sleeps 0, 2, 4, 8 s) and fail a call within ~15 s.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
 

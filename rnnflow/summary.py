@@ -60,7 +60,7 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
     lines.append(f"  naive rmse {naive['naive_rmse']:#.4g}{seasonal}  (test rows)")
     lines.append(f"  parent run {summary.parent_run_id}")
     if summary.version:
-        aliases = ", ".join(summary.aliases) or "none"
+        aliases = ", ".join(summary.aliases) or "none points at it now"
         lines.append(f"  registered {summary.model_name} version {summary.version} (aliases: {aliases})")
     if summary.decision is not None:
         verdict = "promoted to champion" if summary.decision.promote else "not promoted"

@@ -6,6 +6,7 @@ belongs to one thread, and Prefect runs submitted tasks in a thread pool.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -22,6 +23,7 @@ from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.models import ModelSignature
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from rnnflow import locks, runs
 from rnnmodel import EpochStats
 
 # Pinned so that logging a model never starts MLflow's slow requirement inference.
@@ -51,31 +53,93 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
+_ready_stores: set[str] = set()
+
+
+def _sqlite_busy_timeout() -> None:
+    """RNNFLOW_SQLITE_BUSY_TIMEOUT_MS: how long a write waits for a locked SQLite store.
+
+    MLflow hard-codes 20 s (a `PRAGMA busy_timeout` on every session); this rewrites that one
+    statement, so that tests (shorter) or busy shared files (longer) can set it.
+    """
+    ms = os.environ.get("RNNFLOW_SQLITE_BUSY_TIMEOUT_MS")
+    if not ms:
+        return
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "before_cursor_execute", retval=True)
+    def _busy_timeout(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("PRAGMA busy_timeout"):
+            statement = f"PRAGMA busy_timeout = {int(ms)};"
+        return statement, parameters
+
+
+_sqlite_busy_timeout()
+
+
+def ensure_store() -> None:
+    """Open the tracking store once per process; a new SQLite database is created under a
+    file lock beside it, since two processes migrating one new file at once crash."""
+    uri = mlflow.get_tracking_uri()
+    if uri in _ready_stores:
+        return
+    db = locks.sqlite_path(uri)
+    if db is None:
+        _open_store()
+    else:
+        with locks.file_lock(locks.store_lock_path(db, "create"), f"creating the store {db}", 600):
+            _open_store()
+    _ready_stores.add(uri)
+
+
+def _open_store() -> None:
+    c = client()
+    c.search_experiments(max_results=1)  # the tracking tables (migrations run here when new)
+    c.search_registered_models(max_results=1)  # and the registry's
+
+
 def experiment_id(name: str) -> str:
     """The experiment's id, creating it with an absolute artifact location if it is new, and
     making it the active experiment."""
+    ensure_store()
     c = client()
     exp = c.get_experiment_by_name(name)
     if exp is None:
         root = Path(os.environ.get("RNNFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
-        exp = c.get_experiment(c.create_experiment(name, artifact_location=root.as_uri()))
+        try:
+            exp = c.get_experiment(c.create_experiment(name, artifact_location=root.as_uri()))
+        except mlflow.exceptions.MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            exp = c.get_experiment_by_name(name)  # another process created it first
     # MLflow 3.17 files a logged model under the process's active experiment, not under the
     # experiment of the run it is logged to (it falls back to "Default" and ./mlruns).
     mlflow.set_experiment(experiment_id=exp.experiment_id)
     return exp.experiment_id
 
 
+class RunEndError(RuntimeError):
+    """A run could not be ended; it is remembered and ended at the next start."""
+
+
 @contextmanager
 def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
                 tags: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Create a run and end it FINISHED, FAILED on an error, or KILLED on an interrupt."""
-    all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+    """Create a run and end it FINISHED, FAILED on an error, or KILLED on an interrupt.
+
+    The run carries its owner (host, pid, process start, flow run) and a heartbeat, so that
+    `rnnflow runs sweep` can end it if this process dies. Ending it is retried; an end that
+    still fails is journaled (finished by the next sweep) and never hides the body's error.
+    """
+    all_tags = {MLFLOW_RUN_NAME: name, **runs.owner_tags(), **(tags or {})}
     if parent_run_id:
         all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
     run = client().create_run(experiment_id(experiment), run_name=name, tags=all_tags)
     run_id = run.info.run_id
     with _open_lock:
         _open_runs.add(run_id)
+    _heartbeat.ensure_started()
     status = "FAILED"
     try:
         yield run_id
@@ -86,17 +150,68 @@ def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
         if isinstance(exc, (KeyboardInterrupt, RunCancelled)) or type(exc).__name__ == "TerminationSignal":
             status = "KILLED"
             cancelled.set()
+        error = end_run(run_id, status)
+        if error is not None:  # the body's error is the cause; the failed end is a symptom
+            exc.add_note(f"run {run_id} could not be ended {status} either; it will be ended at "
+                         f"the next start: {str(error).splitlines()[0][:200]}")
         raise
-    finally:
-        end_run(run_id, status)
+    error = end_run(run_id, status)
+    if error is not None:
+        raise RunEndError(f"run {run_id} finished but the tracking store "
+                          f"{mlflow.get_tracking_uri()} could not record it: "
+                          f"{str(error).splitlines()[0][:200]}; it will be ended at the next start") from error
 
 
-def end_run(run_id: str, status: str) -> None:
+def end_run(run_id: str, status: str) -> Exception | None:
+    """End an open run, retrying with backoff; returns the error when it still failed (the end
+    is then journaled for `runs.sweep`)."""
     with _open_lock:
         if run_id not in _open_runs:
-            return
+            return None
         _open_runs.discard(run_id)
-    client().set_terminated(run_id, status=status)
+    end_time = _now_ms()  # the true end, also when the store records it later
+    error = runs.end_with_retry(lambda: client().set_terminated(run_id, status=status, end_time=end_time))
+    if error is not None:
+        runs.remember_end(mlflow.get_tracking_uri(), run_id, status, end_time, str(error))
+    return error
+
+
+def _beat(run_id: str, value: str) -> None:
+    client().set_tag(run_id, runs.HEARTBEAT, value)
+
+
+def _open_run_ids() -> list[str]:
+    with _open_lock:
+        return list(_open_runs)
+
+
+_heartbeat = runs.Heartbeat(_open_run_ids, _beat)
+
+
+def sweep_runs(crash_flow_runs: bool = True) -> runs.SweepResult:
+    """Finish owed run ends and end KILLED the runs of processes that are gone (this store);
+    mark their Prefect flow runs Crashed (through the API Prefect would use) when asked."""
+    ensure_store()
+    result = runs.sweep(client(), mlflow.get_tracking_uri())
+    log = _logger()
+    for run_id, why in result.killed.items():
+        log.warning("MLflow run %s was RUNNING but %s: ended it KILLED", run_id, why)
+    if result.ended:
+        log.warning("recorded the owed end of MLflow runs %s", ", ".join(result.ended))
+    if crash_flow_runs and result.flow_runs:
+        try:
+            result.crashed = runs.crash_flow_runs(result.flow_runs)
+        except Exception as exc:  # the MLflow side is done; Prefect's is best effort
+            log.warning("could not mark flow runs %s Crashed: %s", sorted(result.flow_runs), exc)
+    return result
+
+
+def _logger():
+    try:
+        from prefect import get_run_logger
+        return get_run_logger()
+    except Exception:  # outside a flow run
+        return logging.getLogger("rnnflow")
 
 
 def log_params(run_id: str, params: Mapping[str, object]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pandas as pd
@@ -18,18 +19,23 @@ def forecast(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
     return scoring.load_model(model_uri).predict(frame)
 
 
-def _retryable(task, task_run, state) -> bool:
-    """A full or busy disk may recover; a path that cannot be a file will not."""
+# Errors a second try can fix: a full, busy or flaky disk. A missing folder, a file where a folder
+# should be or a refused permission fail the same way every time.
+TRANSIENT_ERRNOS = {errno.ENOSPC, errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ETIMEDOUT, errno.EINTR}
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect retry condition: retry only on an OSError with a transient errno."""
     try:
         state.result()
-    except (PermissionError, IsADirectoryError, NotADirectoryError):
+    except OSError as exc:
+        return exc.errno in TRANSIENT_ERRNOS
+    except BaseException:
         return False
-    except OSError:
-        return True
     return False
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retryable)
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_transient)
 def write_predictions(predictions: pd.DataFrame, out: str, model_uri: str) -> str:
     """Write CSV or Parquet (by extension) and record where as a Prefect artifact."""
     path = scoring.write_predictions(predictions, out)
