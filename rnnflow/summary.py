@@ -60,10 +60,11 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
     lines.append(f"  naive rmse {naive['naive_rmse']:#.4g}{seasonal}  (test rows)")
     lines.append(f"  parent run {summary.parent_run_id}")
     if summary.version:
-        aliases = ", ".join(summary.aliases) or "none points at it now"
-        lines.append(f"  registered {summary.model_name} version {summary.version} (aliases: {aliases})")
+        # Another training may have moved the challenger alias on since: say so, not "with alias ".
+        held = f"with alias {', '.join(summary.aliases)}" if summary.aliases else "(no alias points at it now)"
+        lines.append(f"  registered {summary.model_name} version {summary.version} {held}")
     if summary.decision is not None:
-        verdict = "promoted to champion" if summary.decision.promote else "not promoted"
+        verdict = "promoted" if summary.decision.promote else "not promoted"
         lines.append(f"  {verdict}: {summary.decision.reason}")
     lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
     return "\n".join(lines)

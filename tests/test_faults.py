@@ -30,7 +30,9 @@ from rnnflow.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_alias
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-TRAIN = ["train", "--preset", "tutorial"]  # one variant, 16 windows: a fraction of a second an epoch
+# One variant, 16 windows: a fraction of a second an epoch. Random data: quality is not at issue
+# here, so the naive floor of the gate is lowered out of the way.
+TRAIN = ["train", "--preset", "tutorial", "--min-skill", "-100"]
 
 
 def free_port() -> int:
