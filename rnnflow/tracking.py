@@ -72,8 +72,12 @@ def experiment_id(name: str) -> str:
     c = client()
     exp = c.get_experiment_by_name(name)
     if exp is None:
-        root = Path(os.environ.get("RNNFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
-        exp = c.get_experiment(c.create_experiment(name, artifact_location=root.as_uri()))
+        root = os.environ.get("RNNFLOW_ARTIFACT_ROOT")
+        if root is None and mlflow.get_tracking_uri().startswith(("http://", "https://")):
+            location = None  # the server's proxied artifact store (mlflow-artifacts:/)
+        else:
+            location = Path(root or "mlartifacts").resolve().as_uri()
+        exp = c.get_experiment(c.create_experiment(name, artifact_location=location))
     # MLflow 3.17 files a logged model under the process's active experiment, not under the
     # experiment of the run it is logged to (it falls back to "Default" and ./mlruns).
     mlflow.set_experiment(experiment_id=exp.experiment_id)
