@@ -9,7 +9,7 @@ PIP := $(BIN)/pip --quiet --disable-pip-version-check
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test test-fast ui serve bench clean
+.PHONY: install run test test-fast ui serve bench clean team-up team-down team-status
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install $(TORCH)
 	@# Every later install is held to the torch just installed, so no package pulls another build.
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(PIP) install -e ".[dev]" -c $(VENV)/constraints.txt
+	$(PIP) install -e ".[dev,team]" -c $(VENV)/constraints.txt
 	@touch $@
 
 run: install
@@ -36,6 +36,17 @@ ui: install
 
 serve: install
 	$(BIN)/rnnflow serve
+
+# Team mode on this machine (README "Team mode"): PostgreSQL, MLflow with sign-in, Prefect with
+# its API protected and two workers; state, logs and secrets in $(RNNFLOW_TEAM_HOME) or ./.team
+team-up: install
+	$(BIN)/rnnflow team up
+
+team-down: install
+	$(BIN)/rnnflow team down
+
+team-status: install
+	$(BIN)/rnnflow team status
 
 # The quick benchmark (under 3 minutes); `$(BIN)/python benchmarks/train_speed.py` is the full
 # one. Darts comes with the `bench` extra, held to the torch already installed; without it the

@@ -181,6 +181,16 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def _team(args: argparse.Namespace) -> int:
+    from rnnflow.team import TeamError, main as team_main
+
+    try:
+        return team_main(args.action, args.home, args.user)
+    except TeamError as exc:
+        print(f"rnnflow team {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rnnflow", description="Train, compare and ship RNN/BRNN models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -206,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="YAML config laid over each deployment's config")
     serve.add_argument("--limit", type=int, default=1, help="flow runs allowed at once (default 1)")
     serve.set_defaults(func=_serve)
+    team = sub.add_parser("team", help="bring the team stack (PostgreSQL, MLflow, Prefect, workers) "
+                          "up or down on this machine")
+    team.add_argument("action", choices=("up", "down", "status", "env"))
+    team.add_argument("--home", help="state folder (default $RNNFLOW_TEAM_HOME or ./.team)")
+    team.add_argument("--user", default="runner", help="MLflow user whose environment is printed")
+    team.set_defaults(func=_team)
     return parser
 
 

@@ -43,6 +43,7 @@ class Stack:
     workers: int = 2
     pool: str = "rnnflow-pool"
     worker_limit: int = 1  # flow runs at once per worker
+    zombie_seconds: int = 120  # a flow run without a heartbeat for this long is marked Crashed
     artifacts: str = ""  # --artifacts-destination: a URL (s3://...) or, when empty, home/artifacts
     project: Path = field(default_factory=Path.cwd)  # where workers run flows and deploy from
     pids: dict[str, int] = field(default_factory=dict)
@@ -61,6 +62,7 @@ class Stack:
                    *(_port(env(f"RNNFLOW_TEAM_{k}_PORT"), d) for k, d in
                      (("PG", 5433), ("MLFLOW", 5000), ("PREFECT", 4200))),
                    workers=int(env("RNNFLOW_TEAM_WORKERS", "2")),
+                   zombie_seconds=int(env("RNNFLOW_TEAM_ZOMBIE_SECONDS", "120")),
                    artifacts=env("RNNFLOW_TEAM_ARTIFACTS", ""))
 
     def save(self) -> None:
@@ -113,14 +115,20 @@ class Stack:
         for user, permission in USERS.items():
             svc.add_user(self, user, s[f"{user}_password"], permission)
         svc.create_pool(self)
+        svc.create_zombie_automation(self)
         for i in range(1, self.workers + 1):
             self._start(f"worker-{i}", svc.worker_command(self, f"worker-{i}"), self.worker_env())
         svc.wait_workers(self, [f"worker-{i}" for i in range(1, self.workers + 1)])
         _write_private(self.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in self.env().items()))
 
     def worker_env(self, user: str = "runner") -> dict[str, str]:
-        return {**os.environ, **self.env(user), "PREFECT_HOME": str(self.home / "prefect"),
-                "PREFECT_WORKER_QUERY_SECONDS": os.environ.get("PREFECT_WORKER_QUERY_SECONDS", "5")}
+        from rnnflow.team_services import _clean_env
+
+        env = os.environ.get
+        return {**_clean_env(), **self.env(user), "PREFECT_HOME": str(self.home / "prefect"),
+                "PREFECT_WORKER_QUERY_SECONDS": env("PREFECT_WORKER_QUERY_SECONDS", "5"),
+                # flow runs send heartbeats, so the zombie automation can tell a dead one
+                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": env("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")}
 
     def down(self) -> None:
         """Stop the workers, then the servers, then PostgreSQL."""

@@ -101,7 +101,8 @@ def stop_postgres(st: Stack) -> None:
 # -- servers and workers ----------------------------------------------------------------------
 def _clean_env() -> dict[str, str]:
     """This process's environment without any client settings a user exported."""
-    drop = ("MLFLOW_TRACKING_", "PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE")
+    drop = ("MLFLOW_TRACKING_", "PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE",
+            "RNNFLOW_ARTIFACT_ROOT")  # the tracking server keeps the artifacts
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
@@ -213,6 +214,38 @@ def create_pool(st: Stack) -> None:
                            "--type", "process"], env=st.worker_env(), capture_output=True, text=True)
     if done.returncode and "already exists" not in done.stdout + done.stderr:
         raise TeamError(f"creating work pool {st.pool}: {(done.stdout + done.stderr).strip()[-300:]}")
+
+
+ZOMBIE_AUTOMATION = "rnnflow: crash flow runs whose heartbeats stopped"
+
+
+def create_zombie_automation(st: Stack) -> None:
+    """Prefect's documented zombie detection: a flow run that stops sending heartbeats (its
+    worker or machine died) is marked Crashed ``st.zombie_seconds`` after its last one.
+    Workers send heartbeats every PREFECT_FLOWS_HEARTBEAT_FREQUENCY seconds (30 or more)."""
+    from datetime import timedelta
+
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+
+    auth, api = prefect_auth(st), f"{st.prefect_url}/automations"
+    found = requests.post(f"{api}/filter", json={}, auth=auth, timeout=30)
+    found.raise_for_status()
+    for old in (a for a in found.json() if a["name"] == ZOMBIE_AUTOMATION):
+        requests.delete(f"{api}/{old['id']}", auth=auth, timeout=30)  # re-made with today's timing
+    ends = [f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")]
+    automation = AutomationCore(
+        name=ZOMBIE_AUTOMATION,
+        trigger=EventTrigger(after={"prefect.flow-run.heartbeat"},
+                             expect={"prefect.flow-run.heartbeat", *ends},
+                             match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                             for_each={"prefect.resource.id"}, posture=Posture.Proactive,
+                             threshold=1, within=timedelta(seconds=st.zombie_seconds)),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message="no heartbeat: its worker or machine is gone")])
+    requests.post(f"{api}/", json=automation.model_dump(mode="json"), auth=auth,
+                  timeout=30).raise_for_status()
 
 
 def workers_online(st: Stack) -> dict[str, str]:
