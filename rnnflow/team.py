@@ -26,7 +26,9 @@ import requests
 DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # one cluster, one database each
 SECRET_NAMES = ("pg_password", "admin_password", "runner_password", "viewer_password",
                 "prefect_password", "flask_secret")
-USERS = {"runner": "EDIT", "viewer": "READ"}  # MLflow users made by `up`, beside the admin
+# MLflow users made by `up` beside the admin: the workers train as `runner` (it creates, so it
+# manages, the experiments and models they write); `viewer` may read and score, never write.
+USERS = ("runner", "viewer")
 
 
 class TeamError(RuntimeError):
@@ -112,8 +114,8 @@ class Stack:
         self._start("mlflow", svc.mlflow_command(self), svc.mlflow_env(self, s))
         self._start("prefect", svc.prefect_command(self), svc.prefect_env(self, s))
         svc.wait_healthy(self)
-        for user, permission in USERS.items():
-            svc.add_user(self, user, s[f"{user}_password"], permission)
+        for user in USERS:
+            svc.add_user(self.mlflow_url, s["admin_password"], user, s[f"{user}_password"])
         svc.create_pool(self)
         svc.create_zombie_automation(self)
         for i in range(1, self.workers + 1):
@@ -135,7 +137,11 @@ class Stack:
         from rnnflow import team_services as svc
 
         for name in sorted(self.pids, key=lambda n: not n.startswith("worker")):
-            stop_group(self.pids.pop(name))
+            pid = self.pids.pop(name)
+            runs = descendants(pid)  # flow runs sit in sessions of their own: stop them too
+            stop_group(pid)
+            for run in runs:
+                stop_group(run, 5)
         self.save()
         svc.stop_postgres(self)
 
@@ -186,6 +192,29 @@ def stop_group(pid: int, timeout: float = 15.0) -> None:
             return
 
 
+def _proc_stats() -> list[list[str]]:
+    """(pid, state, ppid, pgid, ...) of every process, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            out.append([pid, *rest.rsplit(") ", 1)[1].split()])
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def descendants(pid: int) -> list[int]:
+    """Every living process below ``pid``, children first."""
+    stats = _proc_stats()
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [int(p[0]) for p in stats if int(p[2]) in frontier and p[1] != "Z"]
+        found += kids
+        frontier = kids
+    return found
+
+
 def _group_alive(pgid: int) -> bool:
     alive(pgid)
     try:
@@ -193,14 +222,7 @@ def _group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     # Members that are zombies waiting for a parent that is gone still count for killpg.
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(") ", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(int(p[3]) == pgid and p[1] != "Z" for p in _proc_stats())
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -226,9 +248,31 @@ def print_env(stack: Stack, user: str = "runner") -> str:
     return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items())
 
 
-def main(action: str, home: str | None = None, user: str = "runner") -> int:
-    """`rnnflow team up|down|status|env`; returns the exit code."""
+def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str:
+    """`rnnflow team add-user`: on this stack, or on the server of MLFLOW_TRACKING_URI with the
+    admin password in RNNFLOW_TEAM_ADMIN_PASSWORD (compose, another machine). The user's password
+    comes from RNNFLOW_TEAM_<USER>_PASSWORD, else is generated; returns it."""
+    from rnnflow import team_services as svc
+
+    env = os.environ.get
+    remote = env("MLFLOW_TRACKING_URI", "").startswith("http") and env("RNNFLOW_TEAM_ADMIN_PASSWORD")
+    url = env("MLFLOW_TRACKING_URI") if remote else stack.mlflow_url
+    admin = env("RNNFLOW_TEAM_ADMIN_PASSWORD") if remote else stack.secrets()["admin_password"]
+    password = env(f"RNNFLOW_TEAM_{user.upper()}_PASSWORD") or secrets.token_urlsafe(18)
+    svc.add_user(url, admin, user, password, permission, tuple(experiments), tuple(models))
+    return password
+
+
+def main(action: str, home: str | None = None, user: str = "runner", permission: str = "EDIT",
+         experiments: list[str] = (), models: list[str] = ()) -> int:
+    """`rnnflow team up|down|status|env|add-user`; returns the exit code."""
     stack = Stack.load(home)
+    if action == "add-user":
+        password = add_user(stack, user, permission, list(experiments), list(models))
+        grants = ", ".join([*(f"experiment {e}" for e in experiments), *(f"model {m}" for m in models)])
+        print(f"rnnflow team: MLflow user {user} ({permission} on {grants or 'what it creates'}; "
+              f"READ on the rest), password {password}")
+        return 0
     if action == "up":
         stack.up()
         print(f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})")

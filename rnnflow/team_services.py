@@ -115,14 +115,20 @@ def mlflow_command(st: Stack) -> list[str]:
 def mlflow_env(st: Stack, s: dict[str, str]) -> dict[str, str]:
     ini = st.home / "mlflow-auth.ini"
     # Every signed-in user may read; only what `add_user` grants (or a user creates) is writable.
+    # Checking a password is a scrypt hash (0.2 s of CPU or more here, on every request: a model
+    # upload is dozens): the cache keeps a checked password for 5 minutes, so a changed
+    # password takes up to that long to reach every server worker.
     _write_private(ini, "[mlflow]\ndefault_permission = READ\n"
                    f"database_uri = {st.db_url('mlflow_auth')}\nadmin_username = admin\n"
                    f"admin_password = {s['admin_password']}\n"
-                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                   "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                   "auth_cache_ttl_seconds = 300\n")
     # Store URLs with passwords go in the environment, not on a command line `ps` shows.
     return {**_clean_env(), "MLFLOW_BACKEND_STORE_URI": st.db_url("mlflow"),
             "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": s["flask_secret"],
-            "MLFLOW_DISABLE_TELEMETRY": "true"}
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            # The server's job runner (8 processes, for GenAI evaluation jobs) is not used here.
+            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def prefect_command(st: Stack) -> list[str]:
@@ -139,7 +145,7 @@ def prefect_env(st: Stack, s: dict[str, str]) -> dict[str, str]:
 
 def worker_command(st: Stack, name: str) -> list[str]:
     return [sys.executable, "-m", "prefect", "worker", "start", "--pool", st.pool, "--name", name,
-            "--type", "process", "--limit", str(st.worker_limit)]
+            "--work-queue", "default", "--type", "process", "--limit", str(st.worker_limit)]
 
 
 def _wait(check, what: str, timeout: float, procs: list[str], st: Stack) -> None:
@@ -173,12 +179,13 @@ def wait_healthy(st: Stack, timeout: float = 240) -> None:
           "the MLflow and Prefect servers", timeout, ["mlflow", "prefect"], st)
 
 
-def add_user(st: Stack, user: str, password: str, permission: str = "READ",
+def add_user(url: str, admin_password: str, user: str, password: str, permission: str = "EDIT",
              experiments: tuple[str, ...] = (), models: tuple[str, ...] = ()) -> None:
-    """Create (or re-password) an MLflow user and grant ``permission`` on experiments (by name)
-    and registered models; a user who creates an experiment or model may manage it."""
-    admin = ("admin", st.secrets()["admin_password"])
-    api = f"{st.mlflow_url}/api/2.0/mlflow"
+    """Create (or re-password) an MLflow user on the server at ``url`` and grant ``permission``
+    on experiments (by name) and registered models, creating those that do not exist yet.
+    Every signed-in user may read (default_permission READ); a user who creates an experiment
+    or a registered model may manage it."""
+    admin, api = ("admin", admin_password), f"{url}/api/2.0/mlflow"
     r = requests.post(f"{api}/users/create", json={"username": user, "password": password},
                       auth=admin, timeout=30)
     if r.status_code != 200:
