@@ -56,7 +56,9 @@ def train_config(csv: Path, model: str, variants=("rnn",), **train) -> dict:
 def client_env(st: Stack, user: str = "runner") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLFLOW_TRACKING_", "PREFECT_API_", "RNNFLOW_ARTIFACT_ROOT"))}
-    return {**env, **st.env(user), "PREFECT_HOME": str(st.home / "prefect")}
+    # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH
+    path = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **st.env(user), "PREFECT_HOME": str(st.home / "prefect"), "PATH": path}
 
 
 # -- the stack --------------------------------------------------------------------------------
