@@ -267,6 +267,10 @@ def main(action: str, home: str | None = None, user: str = "runner", permission:
          experiments: list[str] = (), models: list[str] = ()) -> int:
     """`rnnflow team up|down|status|env|add-user`; returns the exit code."""
     stack = Stack.load(home)
+    remote = action == "add-user" and os.environ.get("RNNFLOW_TEAM_ADMIN_PASSWORD")
+    if action != "up" and not remote and not (stack.home / "stack.json").exists():
+        raise TeamError(f"no stack in {stack.home} (set RNNFLOW_TEAM_HOME or --home, "
+                        "or run `rnnflow team up` first)")
     if action == "add-user":
         password = add_user(stack, user, permission, list(experiments), list(models))
         grants = ", ".join([*(f"experiment {e}" for e in experiments), *(f"model {m}" for m in models)])

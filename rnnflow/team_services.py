@@ -240,6 +240,8 @@ def create_zombie_automation(st: Stack) -> None:
     found = requests.post(f"{api}/filter", json={}, auth=auth, timeout=30)
     found.raise_for_status()
     for old in (a for a in found.json() if a["name"] == ZOMBIE_AUTOMATION):
+        if old["trigger"].get("within") == st.zombie_seconds:
+            return  # kept: a new one would forget the heartbeats of the runs going on
         requests.delete(f"{api}/{old['id']}", auth=auth, timeout=30)  # re-made with today's timing
     ends = [f"prefect.flow-run.{s}" for s in ("Completed", "Failed", "Cancelled", "Crashed")]
     automation = AutomationCore(

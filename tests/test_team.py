@@ -336,13 +336,12 @@ def test_worker_killed_mid_training_leaves_nothing_running(stack):
     for pid in [worker, *descendants(worker)]:  # as if its machine died
         os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
+    nxt = start_run(st, train_config(csv, "team-kill"))  # the other worker takes it
     up = subprocess.run([BIN / "rnnflow", "team", "up", "--home", str(st.home)], env=client_env(st),
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert up.returncode == 0, up.stderr
+    assert up.returncode == 0, up.stderr  # `up` again restarts the dead worker
     st = Stack.load(st.home)
-
-    nxt = start_run(st, train_config(csv, "team-kill"))
-    wait_run(st, nxt, 300, states=("RUNNING", *DONE))
+    assert worker not in st.pids.values() and all(v.startswith("up") for v in st.status().values())
     after = wait_run(st, nxt)
     crashed = wait_run(st, doomed, max(5, 150 - (time.monotonic() - killed_at)))
     statuses = {r["info"]["run_name"]: r["info"]["status"] for r in mlflow_runs(st, "team-kill")}
