@@ -21,7 +21,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import requests
 
 DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # one cluster, one database each
 SECRET_NAMES = ("pg_password", "admin_password", "runner_password", "viewer_password",
@@ -74,11 +73,11 @@ class Stack:
     def secrets(self) -> dict[str, str]:
         """Passwords from ``RNNFLOW_TEAM_<NAME>`` or secrets.json, generated once (mode 600)."""
         path = self.home / "secrets.json"
-        stored = json.loads(path.read_text()) if path.exists() else {}
-        for name in SECRET_NAMES:
-            stored[name] = os.environ.get(f"RNNFLOW_TEAM_{name.upper()}") or stored.get(name) \
-                or secrets.token_urlsafe(18)
-        _write_private(path, json.dumps(stored, indent=2))
+        before = json.loads(path.read_text()) if path.exists() else {}
+        stored = {name: os.environ.get(f"RNNFLOW_TEAM_{name.upper()}") or before.get(name)
+                  or secrets.token_urlsafe(18) for name in SECRET_NAMES}
+        if stored != before:
+            _write_private(path, json.dumps(stored, indent=2))
         return stored
 
     @property
@@ -179,16 +178,20 @@ def alive(pid: int | None) -> bool:
 
 
 def stop_group(pid: int, timeout: float = 15.0) -> None:
-    """SIGTERM the process group of ``pid``, SIGKILL what is left after ``timeout`` seconds."""
+    """SIGTERM the process group of ``pid`` (or the process alone when it leads none), SIGKILL
+    what is left after ``timeout`` seconds."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
-            return
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _group_alive(pid):
+        while time.monotonic() < deadline and (_group_alive(pid) or alive(pid)):
             time.sleep(0.2)
-        if not _group_alive(pid):
+        if not (_group_alive(pid) or alive(pid)):
             return
 
 

@@ -150,6 +150,8 @@ def wait_run(st: Stack, run_id: str, timeout: float = 300, states=DONE) -> dict:
 
 def mlflow_runs(st: Stack, experiment: str) -> list[dict]:
     exp = mlflow_api(st, "get", "/experiments/get-by-name", params={"experiment_name": experiment})
+    if exp.status_code == 404:
+        return []  # not created yet
     exp.raise_for_status()
     r = mlflow_api(st, "post", "/runs/search", json={"experiment_ids": [exp.json()["experiment"]["experiment_id"]],
                                                      "max_results": 1000})
