@@ -68,6 +68,8 @@ def stack():
     if reuse:
         yield Stack.load(reuse)
         return
+    if not (shutil.which("initdb") or shutil.which("pg_config")):
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed on this machine")
     # PostgreSQL runs as the `postgres` user, which must enter the folder: not pytest's tmp_path
     # (mode 700 under root), a folder of its own under /tmp.
     home = Path(tempfile.mkdtemp(prefix="rnnflow-team-", dir="/tmp"))
