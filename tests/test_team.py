@@ -48,8 +48,9 @@ def train_config(csv: Path, model: str, variants=("rnn",), **train) -> dict:
     """A tiny file-data training: the champion is rnnflow's pyfunc forecaster."""
     return {"data": {"path": str(csv), "target": ["sales"], "features": ["price"],
                      "time_column": "month", "window": 12, "horizon": 2},
-            "model": {"hidden_size": 8, "variants": list(variants)},
-            "train": {"epochs": 3, "batch_size": 16, **train},
+            # big enough to beat the naive forecast, which a promotion gate may demand (~2 s)
+            "model": {"hidden_size": 16, "variants": list(variants)},
+            "train": {"epochs": 20, "batch_size": 16, **train},
             "tracking": {"experiment": model, "model_name": model}}
 
 
@@ -203,15 +204,15 @@ def test_deployment_run_on_a_worker_tracked_behind_sign_in_and_scored(stack, tmp
     for child in children:
         hist = mlflow_api(st, "get", "/metrics/get-history",
                           params={"run_id": child["info"]["run_id"], "metric_key": "train_loss"}).json()
-        steps[child["info"]["run_name"]] = sorted(m["step"] for m in hist["metrics"])
-        assert len(steps[child["info"]["run_name"]]) == 3
+        steps[child["info"]["run_name"]] = len(hist["metrics"])
+        assert steps[child["info"]["run_name"]] > 1
     best = champion(st, "team-e2e")
     lineage = version_tags(best)
     assert lineage["parent_run_id"] == parent and lineage["prefect.flow_run_id"] == run_id
     for key in ("git_commit", "config_hash", "holdout_digest", "variant", "data"):
         assert lineage.get(key), key
     assert best["source"].startswith(("mlflow-artifacts:", "models:/", "runs:/")), best["source"]
-    print(f"point 2: parent {parent} + {len(children)} children FINISHED, train_loss steps {steps}; "
+    print(f"point 2: parent {parent} + {len(children)} children FINISHED, train_loss steps per child {steps}; "
           f"team-e2e v{best['version']} @champion, lineage parent_run_id, prefect.flow_run_id, "
           f"git_commit {lineage['git_commit'][:8]}, holdout {lineage['holdout_digest'][:8]}; "
           f"artifacts under {st.home / 'artifacts'}: {any((st.home / 'artifacts').rglob('MLmodel'))}")
