@@ -212,10 +212,14 @@ def test_deployment_run_on_a_worker_tracked_behind_sign_in_and_scored(stack, tmp
     for key in ("git_commit", "config_hash", "holdout_digest", "variant", "data"):
         assert lineage.get(key), key
     assert best["source"].startswith(("mlflow-artifacts:", "models:/", "runs:/")), best["source"]
+    # Artifacts went through the server to its --artifacts-destination, not to the worker's disk.
+    location = mlflow_api(st, "get", "/experiments/get-by-name",
+                          params={"experiment_name": "team-e2e"}).json()["experiment"]["artifact_location"]
+    assert location.startswith("mlflow-artifacts:") and any((st.home / "artifacts").rglob("MLmodel"))
     print(f"point 2: parent {parent} + {len(children)} children FINISHED, train_loss steps per child {steps}; "
           f"team-e2e v{best['version']} @champion, lineage parent_run_id, prefect.flow_run_id, "
           f"git_commit {lineage['git_commit'][:8]}, holdout {lineage['holdout_digest'][:8]}; "
-          f"artifacts under {st.home / 'artifacts'}: {any((st.home / 'artifacts').rglob('MLmodel'))}")
+          f"experiment artifacts at {location} (the server's {st.home.name}/artifacts)")
 
     # 3. Sign-in required; the read-only user cannot move aliases; Prefect refuses anonymous calls.
     anonymous = mlflow_api(st, "get", "/experiments/get-by-name", user=None,
