@@ -9,7 +9,7 @@ PIP := $(BIN)/pip --quiet --disable-pip-version-check
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export MLFLOW_DISABLE_TELEMETRY ?= true
 
-.PHONY: install run test test-fast ui serve bench clean
+.PHONY: install run test test-fast ui serve bench clean team-up team-down team-status
 
 install: $(VENV)/.installed
 
@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install $(TORCH)
 	@# Every later install is held to the torch just installed, so no package pulls another build.
 	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
-	$(PIP) install -e ".[dev]" -c $(VENV)/constraints.txt
+	$(PIP) install -e ".[dev,team]" -c $(VENV)/constraints.txt
 	@touch $@
 
 run: install
@@ -37,6 +37,21 @@ ui: install
 serve: install
 	$(BIN)/rnnflow serve
 
+# Team mode on this machine (README "Team mode"): PostgreSQL, MLflow with sign-in, Prefect with
+# its API protected and two workers; state, logs and secrets in $(RNNFLOW_TEAM_HOME) or ./.team
+team-up: install
+	$(BIN)/rnnflow team up
+
+team-down: install
+	$(BIN)/rnnflow team down
+
+team-status: install
+	$(BIN)/rnnflow team status
+
+# The quick benchmark (under 3 minutes); `$(BIN)/python benchmarks/train_speed.py` is the full
+# one. Darts comes with the `bench` extra, held to the torch already installed; without it the
+# Darts column says "not installed".
+
 # The quick benchmarks: training speed (under 3 minutes) and forecast accuracy on every file in
 # ../shared/data (about 2 minutes); without --quick they are the full ones (benchmarks/RESULTS.md).
 # Darts and statsforecast come with the `bench` extra, held to the torch already installed;
@@ -46,7 +61,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/accuracy.py --quick
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PIP) install -e ".[dev,bench]" -c $(VENV)/constraints.txt || echo "the bench extra did not install: benchmarking without Darts and statsforecast"
+	$(PIP) install -e ".[dev,team,bench]" -c $(VENV)/constraints.txt || echo "the bench extra did not install: benchmarking without Darts and statsforecast"
 	@touch $@
 
 clean:

@@ -214,6 +214,20 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
 
 
+def _team(args: argparse.Namespace) -> int:
+    from rnnflow.team import TeamError, main as team_main
+
+    try:
+        if args.action == "add-user":
+            if not args.name:
+                raise ConfigError("add-user needs the new user's name")
+            return team_main("add-user", args.home, args.name, args.permission, args.experiment, args.model)
+        return team_main(args.action, args.home, args.user)
+    except TeamError as exc:
+        print(f"rnnflow team {args.action}: {exc}", file=sys.stderr)
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rnnflow", description="Train, compare and ship RNN/BRNN models.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -252,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="YAML config laid over each deployment's config")
     serve.add_argument("--limit", type=int, default=1, help="flow runs allowed at once (default 1)")
     serve.set_defaults(func=_serve)
+    team = sub.add_parser("team", help="bring the team stack (PostgreSQL, MLflow, Prefect, workers) "
+                          "up or down on this machine")
+    team.add_argument("action", choices=("up", "down", "status", "env", "add-user"))
+    team.add_argument("name", nargs="?", help="add-user: the new MLflow user's name")
+    team.add_argument("--home", help="state folder (default $RNNFLOW_TEAM_HOME or ./.team)")
+    team.add_argument("--user", default="runner", help="env: the MLflow user whose environment is printed")
+    team.add_argument("--permission", default="EDIT", choices=("READ", "EDIT", "MANAGE"),
+                      help="add-user: permission on the --experiment and --model given")
+    team.add_argument("--experiment", action="append", default=[], help="add-user: grant on this experiment")
+    team.add_argument("--model", action="append", default=[], help="add-user: grant on this registered model")
+    team.set_defaults(func=_team)
     return parser
 
 

@@ -28,4 +28,7 @@ def apply_defaults(root: Path | None = None) -> None:
     for key, value in DEFAULTS.items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    os.environ.setdefault("RNNFLOW_ARTIFACT_ROOT", str(root / "mlartifacts"))
+    # A tracking server stores artifacts where its --artifacts-destination says (team mode):
+    # a local folder here would be this machine's disk, out of reach of every other machine.
+    if not os.environ["MLFLOW_TRACKING_URI"].startswith(("http://", "https://")):
+        os.environ.setdefault("RNNFLOW_ARTIFACT_ROOT", str(root / "mlartifacts"))

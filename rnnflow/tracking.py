@@ -106,9 +106,13 @@ def experiment_id(name: str) -> str:
     c = client()
     exp = c.get_experiment_by_name(name)
     if exp is None:
-        root = Path(os.environ.get("RNNFLOW_ARTIFACT_ROOT", "mlartifacts")).resolve()
+        root = os.environ.get("RNNFLOW_ARTIFACT_ROOT")
+        if root is None and mlflow.get_tracking_uri().startswith(("http://", "https://")):
+            location = None  # the server's proxied artifact store (mlflow-artifacts:/)
+        else:
+            location = Path(root or "mlartifacts").resolve().as_uri()
         try:
-            exp = c.get_experiment(c.create_experiment(name, artifact_location=root.as_uri()))
+            exp = c.get_experiment(c.create_experiment(name, artifact_location=location))
         except mlflow.exceptions.MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise

@@ -1,0 +1,490 @@
+"""Team mode end to end (issue 15): `rnnflow team up` on free loopback ports in a temporary
+folder, `prefect deploy --all`, training deployment runs through the pool's workers, MLflow read
+through the tracking server's REST API with credentials, and the champion scored three ways.
+
+Every process the module starts is stopped by the `stack` fixture's finalizer (and by each
+test's own `finally`), also when a test fails. Set RNNFLOW_TEAM_TEST_HOME to a stack already up
+(with the deployments applied) to run the tests against it instead; it is left running.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from rnnflow.team import Stack, alive, descendants, free_port, stop_group
+from rnnflow.team_services import prefect_auth
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DONE = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+
+def write_csv(path: Path, n: int = 120) -> pd.DataFrame:
+    t = np.arange(n)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"month": t, "sales": 50 + 10 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, n),
+                          "price": 3 + np.cos(t / 9)})
+    frame.to_csv(path, index=False)
+    return frame
+
+
+def train_config(csv: Path, model: str, variants=("rnn",), **train) -> dict:
+    """A tiny file-data training: the champion is rnnflow's pyfunc forecaster."""
+    return {"data": {"path": str(csv), "target": ["sales"], "features": ["price"],
+                     "time_column": "month", "window": 12, "horizon": 2},
+            # big enough to beat the naive forecast, which a promotion gate may demand (~2 s)
+            "model": {"hidden_size": 16, "variants": list(variants)},
+            "train": {"epochs": 20, "batch_size": 16, **train},
+            "tracking": {"experiment": model, "model_name": model}}
+
+
+def client_env(st: Stack, user: str = "runner") -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLFLOW_TRACKING_", "PREFECT_API_", "RNNFLOW_ARTIFACT_ROOT"))}
+    # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH
+    path = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **st.env(user), "PREFECT_HOME": str(st.home / "prefect"), "PATH": path}
+
+
+# -- the stack --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stack():
+    reuse = os.environ.get("RNNFLOW_TEAM_TEST_HOME")
+    if reuse:
+        yield Stack.load(reuse)
+        return
+    if not (shutil.which("initdb") or shutil.which("pg_config")):
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed on this machine")
+    # PostgreSQL runs as the `postgres` user, which must enter the folder: not pytest's tmp_path
+    # (mode 700 under root), a folder of its own under /tmp.
+    home = Path(tempfile.mkdtemp(prefix="rnnflow-team-", dir="/tmp"))
+    os.chmod(home, 0o755)
+    env = {**os.environ, "RNNFLOW_TEAM_HOME": str(home), "RNNFLOW_TEAM_PG_PORT": "0",
+           "RNNFLOW_TEAM_MLFLOW_PORT": "0", "RNNFLOW_TEAM_PREFECT_PORT": "0",
+           "RNNFLOW_TEAM_ZOMBIE_SECONDS": "60", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    t0 = time.monotonic()
+    try:
+        up = subprocess.run([BIN / "rnnflow", "team", "up"], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=420)
+        assert up.returncode == 0, f"team up failed: {up.stderr.strip()}\n{_log_tails(home)}"
+        st = Stack.load(home)
+        print(f"\npoint 1: team up in {time.monotonic() - t0:.0f} s; "
+              + ", ".join(f"{k} {v}" for k, v in st.status().items()))
+        t1 = time.monotonic()
+        deploy = subprocess.run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env=client_env(st),
+                                cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert deploy.returncode == 0, deploy.stdout[-2000:] + deploy.stderr[-2000:]
+        print(f"point 1: prefect deploy --all in {time.monotonic() - t1:.0f} s: "
+              f"{sorted(d['name'] for d in prefect(st, 'post', '/deployments/filter', json={}))}")
+        yield st
+    finally:
+        subprocess.run([BIN / "rnnflow", "team", "down"], env=env, cwd=ROOT, capture_output=True,
+                       timeout=180)
+        _kill_leftovers(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _log_tails(home: Path) -> str:
+    return "\n".join(f"--- {p.name}: " + " | ".join(p.read_text(errors="replace").splitlines()[-5:])
+                     for p in sorted((home / "logs").glob("*.log")))
+
+
+def _kill_leftovers(home: Path) -> None:
+    """After `team down`: anything of this stack still alive (also PostgreSQL) is killed."""
+    if (home / "stack.json").exists():
+        for pid in Stack.load(home).pids.values():
+            for kid in descendants(pid):
+                stop_group(kid, 2)
+            stop_group(pid, 5)
+    pidfile = home / "postgres" / "data" / "postmaster.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text().split()[0])
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# -- the two APIs -----------------------------------------------------------------------------
+def prefect(st: Stack, method: str, path: str, **kw):
+    r = requests.request(method, st.prefect_url + path, auth=prefect_auth(st), timeout=30, **kw)
+    r.raise_for_status()
+    return r.json()
+
+
+def mlflow_api(st: Stack, method: str, path: str, user: str | None = "runner", **kw) -> requests.Response:
+    auth = (user, st.secrets()[f"{user}_password"]) if user else None
+    return requests.request(method, f"{st.mlflow_url}/api/2.0/mlflow{path}", auth=auth, timeout=30, **kw)
+
+
+def start_run(st: Stack, config: dict, queue: str | None = None) -> str:
+    dep = prefect(st, "get", "/deployments/name/train-rnn/nightly-train")
+    body = {"parameters": {"config": config}, **({"work_queue_name": queue} if queue else {})}
+    return prefect(st, "post", f"/deployments/{dep['id']}/create_flow_run", json=body)["id"]
+
+
+def flow_run(st: Stack, run_id: str) -> dict:
+    return prefect(st, "get", f"/flow_runs/{run_id}")
+
+
+def wait_run(st: Stack, run_id: str, timeout: float = 300, states=DONE) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        fr = flow_run(st, run_id)
+        if fr["state_type"] in states:
+            return fr
+        time.sleep(2)
+    raise AssertionError(f"flow run {run_id} still {fr['state_type']} after {timeout:.0f} s")
+
+
+def mlflow_runs(st: Stack, experiment: str) -> list[dict]:
+    exp = mlflow_api(st, "get", "/experiments/get-by-name", params={"experiment_name": experiment})
+    if exp.status_code == 404:
+        return []  # not created yet
+    exp.raise_for_status()
+    r = mlflow_api(st, "post", "/runs/search", json={"experiment_ids": [exp.json()["experiment"]["experiment_id"]],
+                                                     "max_results": 1000})
+    return r.json().get("runs", [])
+
+
+def tags(run: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+
+
+def versions(st: Stack, model: str) -> list[dict]:
+    r = mlflow_api(st, "get", "/model-versions/search", params={"filter": f"name='{model}'"})
+    return r.json().get("model_versions", [])
+
+
+def champion(st: Stack, model: str) -> dict:
+    r = mlflow_api(st, "get", "/registered-models/alias", params={"name": model, "alias": "champion"})
+    assert r.status_code == 200, r.text
+    return r.json()["model_version"]
+
+
+def version_tags(v: dict) -> dict[str, str]:
+    return {t["key"]: t["value"] for t in v.get("tags", [])}
+
+
+# -- points 1, 2, 3 and 6 ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_deployment_run_on_a_worker_tracked_behind_sign_in_and_scored(stack, tmp_path, monkeypatch):
+    st = stack
+    csv = st.home / "shop.csv"
+    frame = write_csv(csv)
+    t0 = time.monotonic()
+    run_id = start_run(st, train_config(csv, "team-e2e", variants=("rnn", "brnn")))
+    fr = wait_run(st, run_id)
+    assert fr["state_type"] == "COMPLETED", fr["state"]
+    print(f"\npoint 1: deployment run {fr['name']} {fr['state_type']} on "
+          f"{fr['labels'].get('prefect.worker.name')} in {time.monotonic() - t0:.0f} s")
+
+    # 2. Parent and child runs FINISHED with per-epoch histories; the version's lineage; champion.
+    runs = [r for r in mlflow_runs(st, "team-e2e") if tags(r).get("prefect.flow_run_id") == run_id]
+    parents = [r for r in runs if "mlflow.parentRunId" not in tags(r)]
+    assert len(parents) == 1
+    parent = parents[0]["info"]["run_id"]
+    children = [r for r in runs if tags(r).get("mlflow.parentRunId") == parent]
+    assert len(children) == 2 and {r["info"]["status"] for r in runs} == {"FINISHED"}
+    steps = {}
+    for child in children:
+        hist = mlflow_api(st, "get", "/metrics/get-history",
+                          params={"run_id": child["info"]["run_id"], "metric_key": "train_loss"}).json()
+        steps[child["info"]["run_name"]] = len(hist["metrics"])
+        assert steps[child["info"]["run_name"]] > 1
+    best = champion(st, "team-e2e")
+    lineage = version_tags(best)
+    assert lineage["parent_run_id"] == parent and lineage["prefect.flow_run_id"] == run_id
+    for key in ("git_commit", "config_hash", "holdout_digest", "variant", "data"):
+        assert lineage.get(key), key
+    assert best["source"].startswith(("mlflow-artifacts:", "models:/", "runs:/")), best["source"]
+    # Artifacts went through the server to its --artifacts-destination, not to the worker's disk.
+    location = mlflow_api(st, "get", "/experiments/get-by-name",
+                          params={"experiment_name": "team-e2e"}).json()["experiment"]["artifact_location"]
+    assert location.startswith("mlflow-artifacts:") and any((st.home / "artifacts").rglob("MLmodel"))
+    print(f"point 2: parent {parent} + {len(children)} children FINISHED, train_loss steps per child {steps}; "
+          f"team-e2e v{best['version']} @champion, lineage parent_run_id, prefect.flow_run_id, "
+          f"git_commit {lineage['git_commit'][:8]}, holdout {lineage['holdout_digest'][:8]}; "
+          f"experiment artifacts at {location} (the server's {st.home.name}/artifacts)")
+
+    # 3. Sign-in required; the read-only user cannot move aliases; Prefect refuses anonymous calls.
+    anonymous = mlflow_api(st, "get", "/experiments/get-by-name", user=None,
+                           params={"experiment_name": "team-e2e"}).status_code
+    alias = {"name": "team-e2e", "alias": "champion", "version": best["version"]}
+    viewer_set = mlflow_api(st, "post", "/registered-models/alias", user="viewer", json=alias).status_code
+    viewer_read = champion(st, "team-e2e")["version"] == best["version"]
+    viewer_get = mlflow_api(st, "get", "/registered-models/alias", user="viewer",
+                            params={"name": "team-e2e", "alias": "champion"}).status_code
+    prefect_anon = requests.post(f"{st.prefect_url}/flow_runs/filter", json={}, timeout=30).status_code
+    prefect_wrong = requests.post(f"{st.prefect_url}/flow_runs/filter", json={}, timeout=30,
+                                  auth=("admin", "wrong")).status_code
+    assert anonymous == 401 and viewer_set == 403 and viewer_get == 200 and viewer_read
+    assert prefect_anon in (401, 403) and prefect_wrong in (401, 403)
+    print(f"point 3: MLflow without credentials {anonymous}; viewer sets alias {viewer_set}, "
+          f"reads it {viewer_get}; Prefect API without auth {prefect_anon}, wrong auth {prefect_wrong}")
+
+    # 6. Scoring with a user's credentials: rnnflow predict, pyfunc, and `mlflow models serve`.
+    uri = "models:/team-e2e@champion"
+    env = client_env(st, "viewer")  # a read-only user may score
+    out = tmp_path / "preds.csv"
+    pred = subprocess.run([BIN / "rnnflow", "predict", "--model-uri", uri, "--data", str(csv),
+                           "--out", str(out)], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    cli = pd.read_csv(out)
+
+    import mlflow
+
+    for k, v in st.env("viewer").items():
+        monkeypatch.setenv(k, v)
+    mlflow.set_tracking_uri(st.mlflow_url)
+    try:
+        direct = mlflow.pyfunc.load_model(uri).predict(frame)
+    finally:
+        mlflow.set_tracking_uri(None)
+    np.testing.assert_allclose(np.asarray(direct["sales"], float), cli["sales"].to_numpy(), rtol=1e-6)
+
+    served = serve_and_score(uri, env, frame, tmp_path)
+    np.testing.assert_allclose(served, cli["sales"].to_numpy(), rtol=1e-5)
+    print(f"point 6: {uri} as viewer: rnnflow predict {len(cli)} rows, pyfunc and mlflow models serve "
+          f"/invocations equal to 1e-5 (first forecasts {np.round(cli['sales'].to_numpy()[:3], 4).tolist()})")
+
+
+def serve_and_score(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> np.ndarray:
+    """`mlflow models serve` the model on a free port, POST the frame to /invocations."""
+    port = free_port()
+    log = open(cwd / "serve.log", "wb")
+    proc = subprocess.Popen([BIN / "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
+                             "-h", "127.0.0.1", "-p", str(port), "-w", "1"], env=env, cwd=cwd,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, (cwd / "serve.log").read_text()[-2000:]
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
+        r = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
+        assert r.status_code == 200, r.text[:500]
+        predictions = r.json()["predictions"]
+        return np.asarray([row["sales"] for row in predictions], float)
+    finally:
+        stop_group(proc.pid, 10)
+        proc.wait(timeout=30)
+        log.close()
+
+
+# -- point 4 ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_two_runs_at_once_on_two_workers_promote_fairly(stack):
+    st = stack
+    csv = st.home / "shop.csv"
+    write_csv(csv)
+    ids = [start_run(st, train_config(csv, "team-race", seed=seed)) for seed in (1, 2)]
+    runs = [wait_run(st, i) for i in ids]
+    workers = sorted(fr["labels"].get("prefect.worker.name") for fr in runs)
+    print(f"\npoint 4: {[fr['state_type'] for fr in runs]} on {workers}")
+    assert [fr["state_type"] for fr in runs] == ["COMPLETED"] * 2
+    assert workers == ["worker-1", "worker-2"]
+    vs = versions(st, "team-race")
+    numbers = sorted(int(v["version"]) for v in vs)
+    assert numbers == [1, 2], numbers
+    assert {version_tags(v)["prefect.flow_run_id"] for v in vs} == set(ids)
+    scores = {v["version"]: float(version_tags(v).get("promotion.challenger_score", "nan")) for v in vs}
+    best = champion(st, "team-race")["version"]
+    judged = {v["version"]: version_tags(v).get("promotion.champion_version") for v in vs}
+    print(f"point 4: versions {numbers}, holdout scores as challengers {scores}, champion v{best}, "
+          f"each judged against {judged}")
+    assert all(np.isfinite(list(scores.values()))), "every version is judged once, as itself"
+    assert scores[best] == min(scores.values()), "champion must be the better of the two"
+    # Serialised: one promotion found no champion, the other was judged against the first one's
+    # version, not against the same empty registry.
+    first = [v for v, against in judged.items() if against is None]
+    assert len(first) == 1 and judged[next(v for v in judged if v != first[0])] == first[0], judged
+
+
+# -- point 5 ----------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_worker_killed_mid_training_leaves_nothing_running(stack):
+    st = stack
+    csv = st.home / "shop.csv"
+    write_csv(csv)
+    doomed = start_run(st, train_config(csv, "team-kill", epochs=5000, patience=0))
+    fr = wait_run(st, doomed, 240, states=("RUNNING", *DONE))
+    assert fr["state_type"] == "RUNNING"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # wait until an epoch is logged: killed mid-training
+        children = [r for r in mlflow_runs(st, "team-kill")
+                    if tags(r).get("prefect.flow_run_id") == doomed and "mlflow.parentRunId" in tags(r)]
+        if any(r["data"].get("metrics") for r in children):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("training never logged an epoch")
+    fr = flow_run(st, doomed)
+    engine = int(fr["infrastructure_pid"].rsplit(":", 1)[-1])
+    worker = int(Path(f"/proc/{engine}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    assert worker in st.pids.values(), "the flow run's parent is one of the stack's workers"
+    for pid in [worker, *descendants(worker)]:  # as if its machine died
+        os.kill(pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    nxt = start_run(st, train_config(csv, "team-kill"))  # the other worker takes it
+    up = subprocess.run([BIN / "rnnflow", "team", "up", "--home", str(st.home)], env=client_env(st),
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr  # `up` again restarts the dead worker
+    st = Stack.load(st.home)
+    assert worker not in st.pids.values() and all(v.startswith("up") for v in st.status().values())
+    after = wait_run(st, nxt)
+    crashed = wait_run(st, doomed, max(5, 150 - (time.monotonic() - killed_at)))
+    statuses = {r["info"]["run_name"]: r["info"]["status"] for r in mlflow_runs(st, "team-kill")}
+    vs = versions(st, "team-kill")
+    print(f"\npoint 5: killed flow run {crashed['state_type']} ({crashed['state'].get('message')}) "
+          f"{time.monotonic() - killed_at:.0f} s after the kill; next run {after['state_type']}; "
+          f"MLflow runs {statuses}; versions from "
+          f"{[version_tags(v).get('prefect.flow_run_id') == doomed for v in vs]} the killed run")
+    assert after["state_type"] == "COMPLETED"
+    assert crashed["state_type"] in ("CRASHED", "FAILED") or crashed["run_count"] > 1
+    assert "RUNNING" not in statuses.values(), statuses
+    assert all(version_tags(v).get("prefect.flow_run_id") != doomed for v in vs)
+    assert champion(st, "team-kill")["version"] in {v["version"] for v in vs}
+
+
+# -- more machines ----------------------------------------------------------------------------
+class Forward:
+    """Accept on (host, port) and relay every connection to 127.0.0.1:target, as a reverse
+    proxy in front of the servers would."""
+
+    def __init__(self, host: str, target: int):
+        self.sock = socket.create_server((host, 0))
+        self.port, self.target = self.sock.getsockname()[1], target
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def netns():
+    """A network namespace joined to this one by a veth pair; yields (namespace, host address)."""
+    name, host_if = f"rnnflow{os.getpid() % 100000}", f"rfh{os.getpid() % 100000}"
+    net = ipaddress.ip_network(f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}.0/30")
+    host_ip, ns_ip = (str(a) for a in net.hosts())
+    steps = [["ip", "netns", "add", name],
+             ["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", name],
+             ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if], ["ip", "link", "set", host_if, "up"],
+             ["ip", "netns", "exec", name, "ip", "addr", "add", f"{ns_ip}/30", "dev", "eth0"],
+             ["ip", "netns", "exec", name, "ip", "link", "set", "eth0", "up"],
+             ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"]]
+    try:
+        for cmd in steps:
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                pytest.skip(f"network namespaces not permitted here: {' '.join(cmd)}: {done.stderr.strip()}")
+        yield name, host_ip
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@pytest.mark.slow
+def test_worker_on_another_network_reaches_the_servers_across_a_veth(stack, netns):
+    st, (ns, host_ip) = stack, netns
+    csv = st.home / "shop.csv"
+    write_csv(csv)
+    mlflow_fw, prefect_fw = Forward(host_ip, st.mlflow_port), Forward(host_ip, st.prefect_port)
+    env = {**client_env(st), "MLFLOW_TRACKING_URI": f"http://{host_ip}:{mlflow_fw.port}",
+           "PREFECT_API_URL": f"http://{host_ip}:{prefect_fw.port}/api", "PREFECT_WORKER_QUERY_SECONDS": "2",
+           "PREFECT_HOME": str(st.home / "prefect-ns")}
+    # The servers listen on this namespace's loopback only: from the other one, they are not there.
+    probe = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c",
+                            f"import socket; socket.create_connection(('127.0.0.1', {st.mlflow_port}), 3)"],
+                           capture_output=True, text=True)
+    assert probe.returncode != 0
+    prefect(st, "post", f"/work_pools/{st.pool}/queues/", json={"name": "netns"}) \
+        if not any(q["name"] == "netns" for q in prefect(st, "post", f"/work_pools/{st.pool}/queues/filter",
+                                                         json={})) else None
+    log = open(st.home / "logs" / "worker-netns.log", "wb")
+    worker = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "prefect", "worker", "start",
+                               "--pool", st.pool, "--work-queue", "netns", "--name", "worker-netns",
+                               "--type", "process", "--limit", "1"], env=env, cwd=ROOT, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        run_id = start_run(st, train_config(csv, "team-netns"), queue="netns")
+        fr = wait_run(st, run_id)
+        runs = [r for r in mlflow_runs(st, "team-netns") if tags(r).get("prefect.flow_run_id") == run_id]
+        print(f"\nmore machines: worker in namespace {ns} via {host_ip}: flow run {fr['state_type']} on "
+              f"{fr['labels'].get('prefect.worker.name')}, MLflow runs "
+              f"{sorted(r['info']['status'] for r in runs)}; 127.0.0.1 from inside: refused")
+        assert fr["state_type"] == "COMPLETED", fr["state"]
+        assert fr["labels"].get("prefect.worker.name") == "worker-netns"
+        assert len(runs) == 2 and {r["info"]["status"] for r in runs} == {"FINISHED"}
+    finally:
+        for kid in descendants(worker.pid):
+            stop_group(kid, 5)
+        stop_group(worker.pid, 10)
+        worker.wait(timeout=30)
+        log.close()
+        mlflow_fw.close()
+        prefect_fw.close()
+
+
+# -- fast checks ------------------------------------------------------------------------------
+def test_secrets_are_private_and_stable(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNFLOW_TEAM_VIEWER_PASSWORD", "from-the-environment")
+    st = Stack(tmp_path)
+    first = st.secrets()
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+    assert first["viewer_password"] == "from-the-environment"
+    assert st.secrets() == first and len(first["admin_password"]) >= 20
+    env = st.env("viewer")
+    assert env["MLFLOW_TRACKING_PASSWORD"] == "from-the-environment"
+    assert env["PREFECT_API_AUTH_STRING"] == f"admin:{first['prefect_password']}"
+
+
+def test_status_of_a_stack_that_is_not_up(tmp_path):
+    st = Stack(tmp_path, pg_port=free_port(), mlflow_port=free_port(), prefect_port=free_port())
+    states = st.status()
+    assert {k: v.split()[0] for k, v in states.items()} == {"postgres": "down", "mlflow": "down",
+                                                             "prefect": "down"}
