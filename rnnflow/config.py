@@ -13,6 +13,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# The allowed names come from the core's own tables: a new cell, loss or optimizer is added there.
+from rnnmodel.engine import DEVICES, LOSSES, OPTIMIZERS
+from rnnmodel.models import CELLS
+
 Preset = Literal["smoothing", "sine", "panel", "tutorial"]
 Variant = Literal["rnn", "brnn"]
 DIRECTIONS: dict[str, bool] = {"rnn": False, "brnn": True}  # variant -> bidirectional
@@ -113,7 +117,7 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    cell: Literal["rnn", "lstm", "gru"] = Field("gru", description="Recurrent cell")
+    cell: Literal[tuple(CELLS)] = Field("gru", description="Recurrent cell")
     hidden_size: int = Field(32, gt=0, description="Hidden units per direction")
     num_layers: int = Field(1, gt=0, description="Stacked recurrent layers")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout between stacked layers")
@@ -135,14 +139,14 @@ class TrainConfig(Section):
     epochs: int = Field(30, gt=0, description="Passes over the training windows")
     lr: float = Field(0.01, gt=0, description="Learning rate")
     batch_size: int = Field(64, gt=0, description="Windows per optimizer step")
-    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="Optimizer")
-    loss: Literal["mse", "mae", "huber"] = Field("mse", description="Training loss")
+    optimizer: Literal[tuple(OPTIMIZERS)] = Field("adam", description="Optimizer")
+    loss: Literal[tuple(LOSSES)] = Field("mse", description="Training loss")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty")
     patience: int = Field(10, ge=0, description="Early-stopping patience in epochs (0: off)")
     grad_clip: float = Field(1.0, ge=0, description="Max gradient norm (0: off)")
     seed: int = Field(0, ge=0, description="Seed for weights and shuffling")
     shuffle: bool = Field(True, description="Shuffle training windows every epoch")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto picks CUDA when present")
+    device: Literal[DEVICES] = Field("auto", description="auto picks CUDA when present")
     amp: bool = Field(False, description="Mixed precision on CUDA")
     num_threads: int = Field(0, ge=0, description="Torch threads per model (0: pick by size)")
     fused: bool = Field(True, description="Fused Adam/AdamW kernel (same updates up to rounding)")
