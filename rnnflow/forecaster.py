@@ -108,7 +108,11 @@ class Forecaster(mlflow.pyfunc.PythonModel):
             hit = ahead == k
             stamps[hit] = (pd.Series(time.to_numpy()[np.broadcast_to(last, rows.shape)[hit]]) + pre.axis.offset(int(k))).to_numpy()
         values = stamps.ravel()
-        return pd.to_datetime(values).to_numpy() if pre.axis.kind == "datetime" else values.astype(float)
+        if pre.axis.kind == "datetime":
+            return pd.to_datetime(values).to_numpy()
+        values = values.astype(float)
+        whole = np.isclose(values, np.round(values), rtol=0, atol=1e-9).all()
+        return np.round(values).astype(np.int64) if whole else values  # years stay integers
 
 
 def load_forecaster(model_uri: str) -> Forecaster:
