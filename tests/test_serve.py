@@ -26,7 +26,9 @@ def free_port() -> int:
 def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
     port = free_port()
     tiny = tmp_path / "tiny.yaml"
-    tiny.write_text("data: {n_series: 4, length: 96, window: 8}\nmodel: {hidden_size: 4}\ntrain: {epochs: 2}\n")
+    # A tiny model may lose to naive; the schedule, not its quality, is under test here.
+    tiny.write_text("data: {n_series: 4, length: 96, window: 8}\nmodel: {hidden_size: 4}\ntrain: {epochs: 2}\n"
+                    "tracking: {min_skill: -100}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(MLFLOW_TRACKING_URI=mlflow_store, RNNFLOW_ARTIFACT_ROOT=str(tmp_path / "art"),
                PREFECT_HOME=str(tmp_path / "prefect-home"))
