@@ -84,13 +84,7 @@ def experiment_id(name: str) -> str:
 def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
                 tags: Mapping[str, str] | None = None) -> Iterator[str]:
     """Create a run and end it FINISHED, FAILED on an error, or KILLED on an interrupt."""
-    all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
-    if parent_run_id:
-        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    run = client().create_run(experiment_id(experiment), run_name=name, tags=all_tags)
-    run_id = run.info.run_id
-    with _open_lock:
-        _open_runs.add(run_id)
+    run_id = open_run(experiment, name, parent_run_id, tags)
     status = "FAILED"
     try:
         yield run_id
@@ -104,6 +98,19 @@ def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
         raise
     finally:
         end_run(run_id, status)
+
+
+def open_run(experiment: str, name: str, parent_run_id: str | None = None,
+             tags: Mapping[str, str] | None = None) -> str:
+    """Create a run (a child when ``parent_run_id`` is given) and return its id; whoever
+    opens it ends it with ``end_run``."""
+    all_tags = {MLFLOW_RUN_NAME: name, **(tags or {})}
+    if parent_run_id:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = client().create_run(experiment_id(experiment), run_name=name, tags=all_tags)
+    with _open_lock:
+        _open_runs.add(run.info.run_id)
+    return run.info.run_id
 
 
 def end_run(run_id: str, status: str) -> None:
