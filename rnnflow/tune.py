@@ -93,7 +93,7 @@ def open_study(cfg: PipelineConfig, name: str) -> optuna.Study:
                                pruner=make_pruner(cfg.tune, cfg.train.epochs), direction="minimize")
 
 
-def check_scheduler(address: str, timeout: float = 10) -> None:
+def check_scheduler(address: str, timeout: float = 5) -> None:
     """Connect to the Dask scheduler once; ValueError in one line when it does not answer."""
     import distributed
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from rnnflow.config import PipelineConfig, Variant
-from rnnmodel import History, SequenceRegressor, fit, init_model, predict, regression_metrics, resolve_device
+from rnnmodel import EpochStats, History, SequenceRegressor, fit, init_model, predict, regression_metrics, resolve_device
 from rnnflow import plots, tracking
 from tasks.data import DataBundle
 from rnnflow.evaluate import Fold, backtest, skill_scores
@@ -86,6 +87,20 @@ def log_variant_plots(run_id: str, name: str, history: History, forecast: np.nda
         f"{name}: forecast vs actual (test set)"), "plots/forecast_vs_actual.png")
 
 
+def epoch_progress(name: str, epochs: int, on_epoch: Callable[[EpochStats], None]) -> Callable[[EpochStats], None]:
+    """``on_epoch`` plus a Prefect log line about every tenth of the epochs (and the first),
+    so a long training shows it is moving without a line per epoch."""
+    every, logger = max(1, epochs // 10), get_run_logger()
+
+    def log(stats: EpochStats) -> None:
+        on_epoch(stats)
+        if stats.epoch == 0 or (stats.epoch + 1) % every == 0 or stats.epoch + 1 == epochs:
+            val = "" if stats.val_loss is None else f", val_loss {stats.val_loss:.4g}"
+            logger.info("%s: epoch %d/%d, train_loss %.4g%s (%.2f s/epoch)", name, stats.epoch + 1,
+                        epochs, stats.train_loss, val, stats.seconds)
+    return log
+
+
 @task(cache_policy=NO_CACHE)
 def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
                   tags: dict[str, str], baselines: dict[str, float], holdout: Holdout,
@@ -99,7 +114,7 @@ def train_variant(bundle: DataBundle, cfg: PipelineConfig, variant: Variant, par
             tracking.log_dataset(run_id, bundle.frame, cfg.data.path, cfg.data.target[0], "training")
         model = build_variant(cfg, bundle, variant)
         history = fit(model, bundle.splits.train, bundle.splits.val, cfg.train, device,
-                      on_epoch=tracking.epoch_logger(run_id))
+                      on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))
         forecast = bundle.unscale(predict(model, bundle.splits.test.x))
         actual = bundle.unscale(bundle.splits.test.y)
         metrics = regression_metrics(forecast, actual)
