@@ -37,11 +37,12 @@ ui: install
 serve: install
 	$(BIN)/rnnflow serve
 
-# The quick benchmark (under 3 minutes); `$(BIN)/python benchmarks/train_speed.py` is the full
-# one. Darts comes with the `bench` extra, held to the torch already installed; without it the
-# Darts column says "not installed".
+# The quick benchmarks: training (under 3 minutes), then tuning (the plain Optuna loop against
+# rnnflow tune); without --quick each is the full run. Darts comes with the `bench` extra, held
+# to the torch already installed; without it the Darts column says "not installed".
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/train_speed.py --quick
+	$(BIN)/python benchmarks/tune_speed.py --quick
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -e ".[dev,bench]" -c $(VENV)/constraints.txt || echo "Darts did not install: benchmarking without it"

@@ -44,6 +44,20 @@ def distributions(space: dict) -> dict[str, BaseDistribution]:
     return out
 
 
+def suggest(trial: optuna.Trial, space: dict) -> dict:
+    """The space sampled through ``trial.suggest_*``, for an objective function of one's own
+    (the flow asks for all of a trial's params at once with ``study.ask(distributions)``)."""
+    out = {}
+    for name, d in space.items():
+        if isinstance(d, FloatRange):
+            out[name] = trial.suggest_float(name, d.low, d.high, log=d.log)
+        elif isinstance(d, Choice):
+            out[name] = trial.suggest_categorical(name, d.choices)
+        else:
+            out[name] = trial.suggest_int(name, d.low, d.high, step=d.step, log=d.log)
+    return out
+
+
 def trial_config(cfg: PipelineConfig, params: dict) -> PipelineConfig:
     """The config one trial trains: the sampled params set, one variant, its own threads."""
     values = apply_params(cfg.model_dump(), params)

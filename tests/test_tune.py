@@ -88,6 +88,8 @@ def study_config(tmp_path, **tune):
 
 def trial_runs(client, study: str) -> dict[int, object]:
     exp = client.get_experiment_by_name("rnnflow")
+    if exp is None:
+        return {}
     runs = client.search_runs([exp.experiment_id], f"tags.`optuna.study` = '{study}'")
     return {int(r.data.tags["optuna.trial"]): r for r in runs if "optuna.state" in r.data.tags}
 
@@ -199,15 +201,52 @@ def dask_cluster(tmp_path):
         log.close()
 
 
+def kill_a_busy_worker(address: str, study: str) -> int:
+    """Once a trial has logged two epochs, kill -9 a worker process (not its nanny); both
+    workers are mid-trial then. Returns the pid killed."""
+    import signal
+
+    import distributed
+
+    client, deadline = MlflowClient(), time.monotonic() + 120
+    while time.monotonic() < deadline:
+        runs = trial_runs(client, study).values()
+        if any(r.info.status == "RUNNING" and len(client.get_metric_history(r.info.run_id, "val_loss")) >= 2
+               for r in runs):
+            break
+        time.sleep(0.2)
+    with distributed.Client(address, timeout=30) as dask_client:
+        pid = next(iter(dask_client.run(os.getpid).values()))
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
 def test_study_on_a_scheduler_and_workers_started_by_hand(tmp_path, mlflow_store, dask_cluster):
+    """Trials run on `dask worker` processes; one killed mid-trial loses only its trial."""
+    import threading
+
     from flows.tune import tune_flow
 
-    cfg = study_config(tmp_path, trials=3, study="remote", dask_address=dask_cluster, pruner="none")
-    cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"register_best": False})})
+    cfg = study_config(tmp_path, trials=4, study="remote", dask_address=dask_cluster, pruner="none")
+    cfg = cfg.model_copy(update={
+        "tracking": cfg.tracking.model_copy(update={"register_best": False}),
+        "train": cfg.train.model_copy(update={"epochs": 40}),
+        "data": cfg.data.model_copy(update={"n_samples": 384})})  # trials of a few seconds
+    killed = []
+    killer = threading.Thread(target=lambda: killed.append(kill_a_busy_worker(dask_cluster, "remote")))
+    killer.start()
     summary = tune_flow(cfg)
+    killer.join()
+    print("trials by state after the kill:", dict(summary.counts))
     runs = trial_runs(MlflowClient(), "remote")
-    assert summary.counts["complete"] == 3 and sorted(runs) == [0, 1, 2]
-    assert all(r.info.status == "FINISHED" for r in runs.values())
-    assert all(len(MlflowClient().get_metric_history(r.info.run_id, "val_loss")) == 5 for r in runs.values())
+    assert killed and sorted(runs) == [0, 1, 2, 3]
+    assert all(r.info.status != "RUNNING" for r in runs.values())
+    assert summary.counts["failed"] <= 1 and summary.counts["complete"] == 4 - summary.counts["failed"]
+    for r in runs.values():
+        if r.data.tags["optuna.state"] == "failed":
+            assert r.info.status == "FAILED" and "KilledWorker" in r.data.tags["error"]
+        else:
+            assert r.info.status == "FINISHED"
+            assert len(MlflowClient().get_metric_history(r.info.run_id, "val_loss")) >= 11
