@@ -250,3 +250,38 @@ def test_study_on_a_scheduler_and_workers_started_by_hand(tmp_path, mlflow_store
         else:
             assert r.info.status == "FINISHED"
             assert len(MlflowClient().get_metric_history(r.info.run_id, "val_loss")) >= 11
+
+
+def wait_for_a_trial_midway(study: str, timeout: float = 180) -> None:
+    client, deadline = MlflowClient(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r.info.status == "RUNNING" and len(client.get_metric_history(r.info.run_id, "val_loss")) >= 2
+               for r in trial_runs(client, study).values()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no trial of study {study} got past its second epoch")
+
+
+@pytest.mark.slow
+def test_ctrl_c_kills_every_run_and_leaves_the_study_resumable(tmp_path, mlflow_store):
+    import signal
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    cmd = [Path(sys.executable).with_name("rnnflow"), "tune", "--n-samples", "384", "--window", "12",
+           "--hidden-size", "8", "--epochs", "40", "--trials", "6", "--n-workers", "2", "--pruner", "none",
+           "--study", "int", "--storage", storage]
+    log = tmp_path / "tune.log"  # a file, not a pipe: a leaked worker could hold a pipe open
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        wait_for_a_trial_midway("int")
+        proc.send_signal(signal.SIGINT)  # as tests/test_signals.py: the parent process only
+        assert proc.wait(120) != 0
+    finally:
+        proc.kill()
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("rnnflow")
+    statuses = {r.info.run_name: r.info.status for r in client.search_runs([exp.experiment_id])}
+    assert "RUNNING" not in statuses.values() and statuses["study-int"] == "KILLED"
+    assert "KILLED" in {s for name, s in statuses.items() if name.startswith("trial-")}
+    trials = optuna.load_study(study_name="int", storage=storage).trials
+    assert trials and all(t.state.is_finished() for t in trials)  # nothing left for a resume to wait on
