@@ -66,6 +66,12 @@ def client() -> MlflowClient:
     return MlflowClient()
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Log to ``uri`` from now on in this process (a Dask worker logging where its parent does)."""
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+
+
 def experiment_id(name: str) -> str:
     """The experiment's id, creating it with an absolute artifact location if it is new, and
     making it the active experiment."""

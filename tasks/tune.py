@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from rnnflow import tune
+from rnnflow import tracking, tune
 from rnnflow.config import PipelineConfig
 
 
@@ -14,9 +14,5 @@ from rnnflow.config import PipelineConfig
 def run_trial(cfg: PipelineConfig, study_name: str, storage: str, trial_id: int, number: int,
               run_id: str, tracking_uri: str) -> tune.TrialOutcome:
     """Train one trial, logging to its MLflow run and reporting to the study."""
-    import mlflow
-
-    # A worker on another machine has its own environment: log where the parent logs.
-    if mlflow.get_tracking_uri() != tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
+    tracking.use_tracking_uri(tracking_uri)  # a worker elsewhere has its own environment
     return tune.run_trial(cfg, study_name, storage, trial_id, run_id)
