@@ -80,6 +80,19 @@ def test_bad_storage_or_scheduler_exit_2_before_any_run(capsys, mlflow_store, ar
 
 # --- studies end to end -------------------------------------------------------------------
 
+def prefect_table(key: str) -> list[dict]:
+    """The rows of the newest Prefect table artifact with ``key``."""
+    import json
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+    data = max(artifacts, key=lambda a: a.created).data
+    return json.loads(data) if isinstance(data, str) else data
+
+
 def study_config(tmp_path, **tune):
     return tiny_config(train={"epochs": 5}, tune={
         "storage": f"sqlite:///{tmp_path / 'optuna.db'}", "n_workers": 2, "startup_trials": 2,
@@ -96,6 +109,7 @@ def trial_runs(client, study: str) -> dict[int, object]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.filterwarnings("ignore:Fixed parameter lr with value")
 def test_study_on_a_local_cluster_prunes_fails_registers_and_resumes(tmp_path, mlflow_store):
     from flows.tune import tune_flow
 
@@ -145,6 +159,7 @@ def test_study_on_a_local_cluster_prunes_fails_registers_and_resumes(tmp_path, m
             "plots/intermediate_values.png"} <= listed
     table = client.load_table(parent.info.experiment_id, "trials.json", run_ids=[parent.info.run_id])
     assert sorted(table["trial"]) == list(range(6))
+    assert sorted(r["trial"] for r in prefect_table("tune-trials")) == list(range(6))
 
     # --study resumes: two more trials in the same study, a second version through the gate.
     again = tune_flow(cfg.model_copy(update={"tune": cfg.tune.model_copy(update={"trials": 2})}))
