@@ -82,7 +82,7 @@ def rnnflow_tune(mode: dict, trials: int) -> dict:
     summary = out.stdout[out.stdout.index("rnnflow tune: study"):].rstrip()
     return {"wall_s": wall, "best_val_loss": study.best_value, "trials_per_min": trials / wall * 60,
             "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
-            "best_params": study.best_params, "summary": summary}
+            "best_params": study.best_params, "summary": summary, "load": os.getloadavg()[0]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="8 trials of 10 epochs on 256 windows "
                     "instead of 20 of 20 on 512")
     ap.add_argument("--trials", type=int, help="trials of each side (default: by mode)")
+    ap.add_argument("--tune-first", action="store_true",
+                    help="run (b) before (a), to see how much the order (and the load) moves them")
     args = ap.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
     trials = args.trials or mode["trials"]
@@ -97,12 +99,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"== tune_speed: {trials} trials, {mode['epochs']} epochs, smoothing preset with "
           f"{mode['n_samples']} windows, default space, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} ==", flush=True)
+    b = rnnflow_tune(mode, trials) if args.tune_first else None
     a = plain_optuna(cfg, trials)
     print(f"(a) plain Optuna loop   {a['wall_s']:7.1f} s  best val_loss {a['best_val_loss']:.5f}  "
-          f"{a['trials_per_min']:5.1f} trials/min", flush=True)
-    b = rnnflow_tune(mode, trials)
+          f"{a['trials_per_min']:5.1f} trials/min  (load {os.getloadavg()[0]:.2f})", flush=True)
+    b = b or rnnflow_tune(mode, trials)
     print(f"(b) rnnflow tune        {b['wall_s']:7.1f} s  best val_loss {b['best_val_loss']:.5f}  "
-          f"{b['trials_per_min']:5.1f} trials/min  ({b['complete']} complete, {b['pruned']} pruned)")
+          f"{b['trials_per_min']:5.1f} trials/min  ({b['complete']} complete, {b['pruned']} pruned; "
+          f"load {b['load']:.2f})")
     print(b["summary"])
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(json.dumps({"trials": trials, "epochs": mode["epochs"], "plain_wall_s": round(a["wall_s"], 1),
