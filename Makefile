@@ -48,17 +48,15 @@ team-down: install
 team-status: install
 	$(BIN)/rnnflow team status
 
-# The quick benchmark (under 3 minutes); `$(BIN)/python benchmarks/train_speed.py` is the full
-# one. Darts comes with the `bench` extra, held to the torch already installed; without it the
-# Darts column says "not installed".
-
-# The quick benchmarks: training speed (under 3 minutes) and forecast accuracy on every file in
-# ../shared/data (about 2 minutes); without --quick they are the full ones (benchmarks/RESULTS.md).
+# The quick benchmarks: training speed (under 3 minutes), forecast accuracy on every file in
+# ../shared/data (about 2 minutes), tuning (the plain Optuna loop against rnnflow tune); without
+# --quick they are the full ones (benchmarks/RESULTS.md).
 # Darts and statsforecast come with the `bench` extra, held to the torch already installed;
 # without them their columns say "not installed" or are left out.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/train_speed.py --quick
 	$(BIN)/python benchmarks/accuracy.py --quick
+	$(BIN)/python benchmarks/tune_speed.py --quick
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -e ".[dev,team,bench]" -c $(VENV)/constraints.txt || echo "the bench extra did not install: benchmarking without Darts and statsforecast"

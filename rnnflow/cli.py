@@ -63,14 +63,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+TUNE_FLAGS = ("trials", "study", "storage", "dask_address", "n_workers", "sampler", "sampler_seed",
+              "pruner")
+
+
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """`--config FILE`, `--preset` and one flag per config field (`--hidden-size`)."""
+    """`--config FILE`, `--preset` and one flag per config field (`--hidden-size`); the tune
+    section's flags only where a command tunes (its search space is set in the YAML file)."""
     parser.add_argument("--config", type=Path, help="YAML file with any of the sections below")
     preset = PipelineConfig.model_fields["preset"]
     parser.add_argument("--preset", choices=typing.get_args(preset.annotation),
                         default=argparse.SUPPRESS, dest="preset", help=preset.description)
     for section in SECTIONS:
-        _add_section_flags(parser, section)
+        if section != "tune":
+            _add_section_flags(parser, section)
 
 
 def _add_section_flags(parser: argparse.ArgumentParser, section: str,
@@ -127,6 +133,50 @@ def _train(args: argparse.Namespace) -> int:
     summary = train_flow(cfg)  # a failure: the flow run is Failed, Prefect logged the traceback
     print(format_summary(summary, cfg))
     return EXIT_OK
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from rnnmodel import resolve_device
+    from rnnflow.tune import preflight
+
+    cfg = config_from_args(args)
+    try:
+        resolve_device(cfg.train.device)
+    except ValueError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
+    check_data(cfg)
+    try:
+        preflight(cfg)  # the storage opens and the scheduler answers, before any run exists
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    from flows.tune import tune_flow
+
+    try:
+        summary = tune_flow(cfg)
+    except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
+        print(f"rnnflow tune: failed: {exc}", file=sys.stderr)
+        return 1
+    print(format_tune_summary(summary, cfg))
+    return 0
+
+
+def format_tune_summary(s, cfg: PipelineConfig) -> str:
+    """Trials by state, the best trial, its test metrics and what the registry did with it."""
+    c, m = s.counts, s.best.metrics
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_params.items())
+    lines = ["", f"rnnflow tune: study {s.study_name} ({s.study_trials} trials in all; resume with "
+             f"--study {s.study_name})",
+             f"  this run: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed",
+             f"  best trial {s.best_trial}: val loss {s.best_value:.4g}  ({params})",
+             f"  retrained: test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}"
+             f"  (run {s.best.run_id})", f"  study run {s.parent_run_id}"]
+    if s.version:
+        champion = "champion" in s.aliases
+        lines.append(f"  registered {s.model_name} version {s.version} as challenger: "
+                     f"{'now champion' if champion else 'not promoted'}"
+                     + (f" ({s.decision.reason})" if s.decision else ""))
+    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -235,6 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.add_argument("--dry-run", action="store_true", help="validate and print the config, train nothing")
     train.set_defaults(func=_train)
+    tune = sub.add_parser("tune", help="search hyperparameters (Optuna on Dask), register and gate the best")
+    _add_config_flags(tune)
+    _add_section_flags(tune, "tune", only=TUNE_FLAGS)
+    tune.set_defaults(func=_tune)
     pred = sub.add_parser("predict", help="score a CSV/Parquet file with a registered model")
     pred.add_argument("--model-uri", default="models:/rnnflow@champion", help="MLflow model URI")
     pred.add_argument("--data", type=Path, required=True, help="CSV or Parquet file with the training columns")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -199,6 +199,116 @@ class TrackingConfig(Section):
                              "negative: allow a model worse than naive")
 
 
+class FloatRange(Section):
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = Field(False, description="Sample on a log scale (low must be > 0)")
+
+    @model_validator(mode="after")
+    def _range(self) -> FloatRange:
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} is above high {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log scale needs low > 0 (got {self.low})")
+        return self
+
+    def bounds(self) -> list[float]:
+        return [self.low, self.high]
+
+
+class IntRange(Section):
+    type: Literal["int"]
+    low: int
+    high: int
+    step: int = Field(1, gt=0, description="Spacing of the values from low")
+    log: bool = Field(False, description="Sample on a log scale (step must be 1)")
+
+    @model_validator(mode="after")
+    def _range(self) -> IntRange:
+        if self.low > self.high:
+            raise ValueError(f"empty range: low {self.low} is above high {self.high}")
+        if self.log and (self.low <= 0 or self.step != 1):
+            raise ValueError("log scale needs low > 0 and step 1")
+        return self
+
+    def bounds(self) -> list[int]:
+        return [self.low, self.low + (self.high - self.low) // self.step * self.step]
+
+
+class Choice(Section):
+    type: Literal["categorical"]
+    choices: list[Union[bool, int, float, str]] = Field(min_length=1)
+
+    def bounds(self) -> list:
+        return list(self.choices)
+
+
+Distribution = Annotated[Union[FloatRange, IntRange, Choice], Field(discriminator="type")]
+
+# Tunable name -> (config section, field). `direction` is one entry of model.variants.
+TUNABLE: dict[str, tuple[str, str]] = {
+    "cell": ("model", "cell"), "direction": ("model", "variants"),
+    "hidden_size": ("model", "hidden_size"), "num_layers": ("model", "num_layers"),
+    "dropout": ("model", "dropout"), "lr": ("train", "lr"),
+    "weight_decay": ("train", "weight_decay"), "batch_size": ("train", "batch_size"),
+    "window": ("data", "window"),
+}
+
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "cell": {"type": "categorical", "choices": ["gru", "lstm"]},
+    "direction": {"type": "categorical", "choices": ["rnn", "brnn"]},
+    "hidden_size": {"type": "int", "low": 16, "high": 96, "step": 16},
+    "num_layers": {"type": "int", "low": 1, "high": 2},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.3},
+    "lr": {"type": "float", "low": 1e-3, "high": 3e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [32, 64, 128]},
+}
+
+
+def apply_params(values: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A nested config dict with the sampled ``params`` (tunable names) set in it."""
+    out = copy.deepcopy(values)
+    for name, value in params.items():
+        section, field = TUNABLE[name]
+        out.setdefault(section, {})[field] = [value] if name == "direction" else value
+    return out
+
+
+class TuneConfig(Section):
+    trials: int = Field(20, gt=0, description="Trials to run (added to the study when it exists)")
+    study: str | None = Field(None, min_length=1, description="Optuna study name; an existing study "
+                              "is resumed (default: a new study named after the data and time)")
+    storage: str | None = Field(None, description="Optuna storage, any SQLAlchemy URL (default: "
+                                "sqlite optuna.db beside the MLflow store)")
+    sampler: Literal["tpe", "random"] = Field("tpe", description="Optuna sampler")
+    sampler_seed: int = Field(0, ge=0, description="Seed of the sampler")
+    pruner: Literal["median", "hyperband", "none"] = Field(
+        "median", description="Stops trials whose validation loss lags the others'")
+    startup_trials: int = Field(4, ge=0, description="Completed trials before the median pruner prunes")
+    warmup_epochs: int = Field(3, ge=0, description="Epochs every trial runs before it can be pruned")
+    dask_address: str | None = Field(None, description="Dask scheduler, e.g. tcp://HOST:8786 "
+                                     "(default: a local cluster)")
+    n_workers: int | None = Field(None, gt=0, description="Local cluster worker processes, one trial "
+                                  "each (default: one per CPU core)")
+    threads_per_worker: int = Field(1, gt=0, description="Torch threads per trial")
+    space: dict[str, Distribution] = Field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_SPACE), validate_default=True,
+        description="Parameter name -> distribution: {type: float, low, high, log}, "
+        "{type: int, low, high, step}, {type: categorical, choices}")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _known_names(cls, space: Any) -> Any:
+        if isinstance(space, dict):
+            unknown = sorted(set(space) - set(TUNABLE))
+            if unknown:
+                raise ValueError(f"unknown parameter {unknown[0]!r}; tunable: {', '.join(TUNABLE)}")
+            if not space:
+                raise ValueError("empty search space; tunable: " + ", ".join(TUNABLE))
+        return space
+
+
 # Each preset is a set of defaults under what the user sets; `tutorial` is the seed tutorial:
 # X (16, 10, 5) -> y (16, 10, 1), nn.RNN(5, 8) + Linear(8, 1), Adam lr 0.01, MSE, 50 epochs,
 # one full batch. Its 4 + 4 extra windows give the pipeline a validation and a test set; it
@@ -233,6 +343,7 @@ class PipelineConfig(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tracking: TrackingConfig = TrackingConfig()
+    tune: TuneConfig = TuneConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -244,6 +355,21 @@ class PipelineConfig(Section):
             return values  # field validation reports the allowed names
         values = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in values.items()}
         return merge(PRESETS[preset], values)
+
+    @model_validator(mode="after")
+    def _space_fits_the_config(self) -> PipelineConfig:
+        """Both ends of every range (every choice) must make a valid section, so no trial fails
+        on a value the config would have refused."""
+        for name, dist in self.tune.space.items():
+            section, field = TUNABLE[name]
+            current = getattr(self, section)
+            for value in dist.bounds():
+                try:
+                    type(current).model_validate({**current.model_dump(), **apply_params({}, {name: value})[section]})
+                except ValidationError as exc:
+                    raise ValueError(f"tune.space.{name}: {value!r} is not allowed ({section}.{field}: "
+                                     f"{describe(exc).split(': ', 1)[-1]})") from None
+        return self
 
 
 class ConfigError(ValueError):
@@ -257,7 +383,8 @@ def describe(error: ValidationError) -> str:
         where = ".".join(str(p) for p in e["loc"]) or "config"
         got = f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "value_error") else ""
         msg = "unknown parameter" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {msg}{got}")
+        # a config-wide check names its own parameter
+        lines.append(msg if not e["loc"] and e["type"] == "value_error" else f"{where}: {msg}{got}")
     return "; ".join(lines)
 
 

@@ -99,6 +99,12 @@ def _open_store() -> None:
     c.search_registered_models(max_results=1)  # and the registry's
 
 
+def use_tracking_uri(uri: str) -> None:
+    """Log to ``uri`` from now on in this process (a Dask worker logging where its parent does)."""
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+
+
 def experiment_id(name: str) -> str:
     """The experiment's id, creating it with an absolute artifact location if it is new, and
     making it the active experiment."""
@@ -136,14 +142,7 @@ def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
     `rnnflow runs sweep` can end it if this process dies. Ending it is retried; an end that
     still fails is journaled (finished by the next sweep) and never hides the body's error.
     """
-    all_tags = {MLFLOW_RUN_NAME: name, **runs.owner_tags(), **(tags or {})}
-    if parent_run_id:
-        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
-    run = client().create_run(experiment_id(experiment), run_name=name, tags=all_tags)
-    run_id = run.info.run_id
-    with _open_lock:
-        _open_runs.add(run_id)
-    _heartbeat.ensure_started()
+    run_id = open_run(experiment, name, parent_run_id, tags)
     status = "FAILED"
     try:
         yield run_id
@@ -164,6 +163,20 @@ def tracked_run(experiment: str, name: str, parent_run_id: str | None = None,
         raise RunEndError(f"run {run_id} finished but the tracking store "
                           f"{mlflow.get_tracking_uri()} could not record it: "
                           f"{str(error).splitlines()[0][:200]}; it will be ended at the next start") from error
+
+
+def open_run(experiment: str, name: str, parent_run_id: str | None = None,
+             tags: Mapping[str, str] | None = None) -> str:
+    """Create a run (a child when ``parent_run_id`` is given) with its owner's tags and a
+    heartbeat, and return its id; whoever opens it ends it with ``end_run``."""
+    all_tags = {MLFLOW_RUN_NAME: name, **runs.owner_tags(), **(tags or {})}
+    if parent_run_id:
+        all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    run = client().create_run(experiment_id(experiment), run_name=name, tags=all_tags)
+    with _open_lock:
+        _open_runs.add(run.info.run_id)
+    _heartbeat.ensure_started()
+    return run.info.run_id
 
 
 def end_run(run_id: str, status: str) -> Exception | None:

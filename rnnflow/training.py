@@ -28,11 +28,12 @@ class VariantResult:
     forecast: np.ndarray  # test-set forecasts in the data's units: (windows, steps, targets)
 
 
-def run_params(cfg: PipelineConfig, variant: Variant, device: str, ds: Dataset) -> dict[str, object]:
+def run_params(cfg: PipelineConfig, variant: Variant, device: str, ds: Dataset | None = None) -> dict[str, object]:
     """Flat, stable param names, identical across variants so MLflow's compare view lines up;
-    resolved values (normalize, stride) as applied, not as written."""
-    data = cfg.data.model_dump() | {"normalize": ds.pre.scaling, "stride": ds.pre.stride,
-                                    "freq": ds.pre.axis.freq or ds.pre.axis.step if ds.pre.axis else None}
+    resolved values (normalize, stride, and with ``ds`` the time step) as applied, not as written."""
+    data = cfg.data.model_dump() | {"normalize": cfg.data.scaling, "stride": cfg.data.step}
+    if ds is not None and ds.pre.axis:
+        data["freq"] = ds.pre.axis.freq or ds.pre.axis.step
     return {
         "preset": cfg.preset, "variant": variant, "bidirectional": DIRECTIONS[variant],
         **cfg.model.model_dump(exclude={"variants"}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
@@ -11,7 +13,21 @@ from rnnflow.dataset import Dataset
 from rnnflow.evaluate import Fold
 from rnnflow.holdout import log_holdout
 from rnnflow.training import VariantResult
-from rnnmodel import fit, resolve_device
+from rnnmodel import EpochStats, fit, resolve_device
+
+
+def epoch_progress(name: str, epochs: int, on_epoch: Callable[[EpochStats], None]) -> Callable[[EpochStats], None]:
+    """``on_epoch`` plus a Prefect log line about every tenth of the epochs (and the first),
+    so a long training shows it is moving without a line per epoch."""
+    every, logger = max(1, epochs // 10), get_run_logger()
+
+    def log(stats: EpochStats) -> None:
+        on_epoch(stats)
+        if stats.epoch == 0 or (stats.epoch + 1) % every == 0 or stats.epoch + 1 == epochs:
+            val = "" if stats.val_loss is None else f", val_loss {stats.val_loss:.4g}"
+            logger.info("%s: epoch %d/%d, train_loss %.4g%s (%.2f s/epoch)", name, stats.epoch + 1,
+                        epochs, stats.train_loss, val, stats.seconds)
+    return log
 
 
 @task(cache_policy=NO_CACHE)
@@ -26,7 +42,7 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
         tracking.log_dataset(run_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training")
         model = training.build_variant(cfg, ds, variant)
         history = fit(model, ds.train.sequences(), ds.val.sequences() if ds.val else None, cfg.train,
-                      device, on_epoch=tracking.epoch_logger(run_id))
+                      device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))
         val = evaluate.score(evaluate.forecast(model, ds.val, ds.pre), ds.val, ds.pre) if ds.val else {}
         forecast = evaluate.forecast(model, ds.test, ds.pre)
         test = evaluate.score(forecast, ds.test, ds.pre)
