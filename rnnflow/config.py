@@ -363,9 +363,14 @@ class PipelineConfig(Section):
         for name, dist in self.tune.space.items():
             section, field = TUNABLE[name]
             current = getattr(self, section)
+            # Dropout needs stacked layers: judge it with the most layers the space can draw
+            # (a trial that draws one layer trains, and logs, dropout 0).
+            with_layers = ({"num_layers": max(self.tune.space["num_layers"].bounds())}
+                           if name == "dropout" and "num_layers" in self.tune.space else {})
             for value in dist.bounds():
                 try:
-                    type(current).model_validate({**current.model_dump(), **apply_params({}, {name: value})[section]})
+                    type(current).model_validate({**current.model_dump(), **with_layers,
+                                                  **apply_params({}, {name: value})[section]})
                 except ValidationError as exc:
                     raise ValueError(f"tune.space.{name}: {value!r} is not allowed ({section}.{field}: "
                                      f"{describe(exc).split(': ', 1)[-1]})") from None

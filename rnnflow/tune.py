@@ -64,6 +64,8 @@ def trial_config(cfg: PipelineConfig, params: dict) -> PipelineConfig:
     values["model"]["variants"] = values["model"]["variants"][:1]  # no `direction`: the first
     values["train"] |= {"num_threads": cfg.tune.threads_per_worker, "concurrent": False,
                         "backtest_folds": 0}
+    if values["model"]["num_layers"] == 1:
+        values["model"]["dropout"] = 0.0  # PyTorch applies none between one layer: the effective value
     return PipelineConfig.model_validate(values)
 
 
