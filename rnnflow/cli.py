@@ -25,10 +25,21 @@ EXIT_OK, EXIT_FAILED, EXIT_BEFORE_WORK = 0, 1, 2
 
 
 def _before_work_errors() -> tuple[type[Exception], ...]:
-    from rnnflow.locks import LockTimeout
     from rnnflow.services import ServiceUnavailable
 
-    return ConfigError, ServiceUnavailable, LockTimeout
+    return ConfigError, ServiceUnavailable
+
+
+class WorkFailed(Exception):
+    """The work had started when ``__cause__`` was raised: exit 1, whatever its type."""
+
+
+def run_work(fn, *args, **kwargs):
+    """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
+        raise WorkFailed() from exc
 
 
 def failure_line(exc: BaseException) -> str:
@@ -133,7 +144,7 @@ def _train(args: argparse.Namespace) -> int:
     preflight()
     from flows.train import train_flow
 
-    summary = train_flow(cfg)  # a failure: the flow run is Failed, Prefect logged the traceback
+    summary = run_work(train_flow, cfg)
     print(format_summary(summary, cfg))
     return EXIT_OK
 
@@ -187,7 +198,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     from flows.predict import batch_predict
 
-    path = batch_predict(data=str(args.data), out=str(args.out), model_uri=args.model_uri)
+    path = run_work(batch_predict, data=str(args.data), out=str(args.out), model_uri=args.model_uri)
     print(f"rnnflow predict: wrote forecasts of {args.model_uri} to {path}")
     return EXIT_OK
 
@@ -198,7 +209,7 @@ def _promote(args: argparse.Namespace) -> int:
     from rnnflow import registry, tracking
 
     cfg = config_from_args(args).tracking
-    preflight()
+    preflight(prefect=not args.rollback)  # a rollback moves aliases only: no flow run
     version = args.force or args.version
     try:
         if args.rollback:
@@ -211,7 +222,7 @@ def _promote(args: argparse.Namespace) -> int:
             version = challenger_holdout(cfg.model_name, version)[0]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric, version=version,
+    decision = run_work(promote_flow, cfg.model_name, cfg.min_improvement, cfg.metric, version=version,
                             force=bool(args.force))
     verdict = "" if decision.unchanged else "promoted: " if decision.promote else "kept the champion: "
     print(f"rnnflow promote: {verdict}{decision.reason}")
@@ -307,10 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(filter(None, (args.command, getattr(args, "runs_command", None))))
     try:
         return args.func(args)
+    except WorkFailed as exc:
+        print(f"rnnflow {command}: failed: {failure_line(exc.__cause__)}", file=sys.stderr)
+        return EXIT_FAILED
     except _before_work_errors() as exc:
         print(f"rnnflow {command}: error: {exc}", file=sys.stderr)
         return EXIT_BEFORE_WORK
-    except Exception as exc:  # the run failed; Prefect has logged the traceback of a flow run
+    except Exception as exc:  # anything else failed once work was under way
         print(f"rnnflow {command}: failed: {failure_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
 
