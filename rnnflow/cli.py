@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, PipelineConfig, load_config
+from rnnflow.services import failure_line, preflight
 from rnnflow.settings import apply_defaults
 
 # Exit codes, the same for every command; each failure is ONE line on stderr.
@@ -41,27 +42,6 @@ def run_work(fn, *args, **kwargs):
     except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
         raise WorkFailed() from exc
 
-
-def failure_line(exc: BaseException) -> str:
-    """The first line of an error, naming the tracking store when the store raised it."""
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
-    module = type(exc).__module__
-    if module.startswith(("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")) and "MLFLOW_TRACKING_URI" not in text:
-        import os
-
-        text += f" (MLFLOW_TRACKING_URI={os.environ.get('MLFLOW_TRACKING_URI')})"
-    return text
-
-
-def preflight(prefect: bool = True) -> None:
-    """The tracking store answers, and so does PREFECT_API_URL when set: in seconds, before
-    Prefect starts or any run exists."""
-    from rnnflow import guard, services
-
-    services.check_tracking_store()
-    if prefect:
-        services.check_prefect_api()
-        guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
 
 SECTIONS = {name: f.annotation for name, f in PipelineConfig.model_fields.items()
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
@@ -230,12 +210,9 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from rnnflow import guard, services, tracking
+    from rnnflow import tracking
 
-    services.check_tracking_store()
-    if args.prefect:
-        services.check_prefect_api()
-        guard.install()
+    preflight(prefect=args.prefect)
     result = tracking.sweep_runs(crash_flow_runs=args.prefect)
     for run_id, why in result.killed.items():
         print(f"rnnflow runs sweep: run {run_id} ended KILLED: {why}")

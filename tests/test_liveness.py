@@ -17,7 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from rnnflow import locks, runs, services
-from rnnflow.cli import failure_line, main
+from rnnflow.cli import main
+from rnnflow.services import failure_line
 from rnnflow.config import ConfigError, load_config
 from rnnflow.registry import TAG, apply_promotion, decide, snapshot_aliases
 from rnnflow.serve import load_deployments, schedules_of
