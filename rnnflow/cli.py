@@ -37,6 +37,9 @@ class WorkFailed(Exception):
 
 def run_work(fn, *args, **kwargs):
     """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
+    from rnnflow import guard
+
+    guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
@@ -213,6 +216,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from rnnflow import tracking
 
     preflight(prefect=args.prefect)
+    if args.prefect:
+        from rnnflow import guard
+
+        guard.install()
     result = tracking.sweep_runs(crash_flow_runs=args.prefect)
     for run_id, why in result.killed.items():
         print(f"rnnflow runs sweep: run {run_id} ended KILLED: {why}")

@@ -96,13 +96,11 @@ def failure_line(exc: BaseException) -> str:
 
 def preflight(prefect: bool = True) -> None:
     """The tracking store answers, and so does PREFECT_API_URL when set: in seconds, before
-    Prefect starts or any run exists."""
-    from rnnflow import guard
-
+    Prefect starts or any run exists. Imports neither Prefect nor MLflow: Prefect reads its
+    settings once, at import, and `serve` sets PREFECT_API_URL after this."""
     check_tracking_store()
     if prefect:
         check_prefect_api()
-        guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
 
 
 def artifact_location_gone(uri: str) -> str | None:
