@@ -193,6 +193,28 @@ def test_sigkill_mid_training_leaves_nothing_running(tmp_path, prefect_home, pre
     assert code == 0 and "no run is left RUNNING" in out
 
 
+@pytest.mark.parametrize("delay", [0.3, 0.6, 0.9])
+def test_sigkill_while_creating_the_store(tmp_path, prefect_home, capsys, monkeypatch, delay):
+    """A process killed in the middle of MLflow's migrations (0.5-0.8 s into them here) left a
+    store that failed ever after ('table ... already exists'); now the store is migrated under
+    a temporary name and renamed into place, so a kill at any point leaves a usable store."""
+    cli = Cli(tmp_path / "w", prefect_home, None)
+    creating, db = cli.root / ".mlflow.db.creating", cli.root / "mlflow.db"
+    proc = subprocess.Popen([sys.executable, "-c", "from rnnflow import tracking; tracking.ensure_store()"],
+                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: creating.exists() or db.exists() or proc.poll() is not None, 120,
+                   "no store was created")
+        time.sleep(delay)  # into the migrations
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop(proc)
+    code, out, err = cli.main(capsys, monkeypatch, "runs", "sweep", "--no-prefect")
+    assert code == 0 and "no run is left RUNNING" in out, err
+    assert not creating.exists()
+
+
 def test_sqlite_locked_beyond_the_wait(tmp_path, prefect_home, prefect_api, capsys, monkeypatch):
     """Another process holds the SQLite store locked until training has given up: the user sees
     the first error in one line, exit 1; the ends owed are journaled and recorded afterwards."""
