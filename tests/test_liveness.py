@@ -354,3 +354,9 @@ def test_every_command_names_the_unreachable_service_in_one_line(argv, variable,
     assert err.startswith(f"rnnflow {' '.join(argv[:2]) if argv[0] == 'runs' else argv[0]}: error: {variable}={value}: ")
     assert time.monotonic() - start < 5
     assert not (tmp_path / "mlflow.db").exists()  # nothing started
+
+
+def test_sqlite_path_follows_sqlalchemy_slashes():
+    assert locks.sqlite_path("sqlite:///mlflow.db") == Path("mlflow.db")  # relative to the cwd
+    assert locks.sqlite_path("sqlite:////tmp/a%20b/x.db") == Path("/tmp/a b/x.db")
+    assert locks.sqlite_path("sqlite:///:memory:") is None and locks.sqlite_path("http://h:5000") is None
