@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, PipelineConfig, load_config
+from rnnflow.services import failure_line, preflight
 from rnnflow.settings import apply_defaults
 
 # Exit codes, the same for every command; each failure is ONE line on stderr.
@@ -25,32 +26,25 @@ EXIT_OK, EXIT_FAILED, EXIT_BEFORE_WORK = 0, 1, 2
 
 
 def _before_work_errors() -> tuple[type[Exception], ...]:
-    from rnnflow.locks import LockTimeout
     from rnnflow.services import ServiceUnavailable
 
-    return ConfigError, ServiceUnavailable, LockTimeout
+    return ConfigError, ServiceUnavailable
 
 
-def failure_line(exc: BaseException) -> str:
-    """The first line of an error, naming the tracking store when the store raised it."""
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
-    module = type(exc).__module__
-    if module.startswith(("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")) and "MLFLOW_TRACKING_URI" not in text:
-        import os
-
-        text += f" (MLFLOW_TRACKING_URI={os.environ.get('MLFLOW_TRACKING_URI')})"
-    return text
+class WorkFailed(Exception):
+    """The work had started when ``__cause__`` was raised: exit 1, whatever its type."""
 
 
-def preflight(prefect: bool = True) -> None:
-    """The tracking store answers, and so does PREFECT_API_URL when set: in seconds, before
-    Prefect starts or any run exists."""
-    from rnnflow import guard, services
+def run_work(fn, *args, **kwargs):
+    """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
+    from rnnflow import guard
 
-    services.check_tracking_store()
-    if prefect:
-        services.check_prefect_api()
-        guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
+    guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
+        raise WorkFailed() from exc
+
 
 SECTIONS = {name: f.annotation for name, f in PipelineConfig.model_fields.items()
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
@@ -130,7 +124,7 @@ def _train(args: argparse.Namespace) -> int:
     from flows.train import train_flow
     from rnnflow.summary import format_summary
 
-    summary = train_flow(cfg)  # a failure: the flow run is Failed, Prefect logged the traceback
+    summary = run_work(train_flow, cfg)
     print(format_summary(summary, cfg))
     return EXIT_OK
 
@@ -191,8 +185,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.flow:  # a tracked Prefect flow run, as the batch-predict deployment makes
         from flows.predict import batch_predict
 
-        preflight()
-        path = batch_predict(data=str(args.data), out=str(args.out), model_uri=args.model_uri)
+        path = run_work(batch_predict, data=str(args.data), out=str(args.out), model_uri=args.model_uri)
     else:
         try:
             predictions = model.predict(frame)
@@ -210,7 +203,7 @@ def _promote(args: argparse.Namespace) -> int:
     from rnnflow import registry, tracking
 
     cfg = config_from_args(args).tracking
-    preflight()
+    preflight(prefect=not args.rollback)  # a rollback moves aliases only: no flow run
     version = args.force or args.version
     try:
         if args.rollback:
@@ -223,19 +216,20 @@ def _promote(args: argparse.Namespace) -> int:
             version = challenger_holdout(cfg.model_name, version)[0]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
-                            version=version, force=bool(args.force))
+    decision = run_work(promote_flow, cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
+                        version=version, force=bool(args.force))
     verdict = "" if decision.unchanged else "promoted: " if decision.promote else "kept the champion: "
     print(f"rnnflow promote: {verdict}{decision.reason}")
     return EXIT_OK
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from rnnflow import guard, services, tracking
+    from rnnflow import tracking
 
-    services.check_tracking_store()
+    preflight(prefect=args.prefect)
     if args.prefect:
-        services.check_prefect_api()
+        from rnnflow import guard
+
         guard.install()
     result = tracking.sweep_runs(crash_flow_runs=args.prefect)
     for run_id, why in result.killed.items():
@@ -350,10 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join(filter(None, (args.command, getattr(args, "runs_command", None))))
     try:
         return args.func(args)
+    except WorkFailed as exc:
+        print(f"rnnflow {command}: failed: {failure_line(exc.__cause__)}", file=sys.stderr)
+        return EXIT_FAILED
     except _before_work_errors() as exc:
         print(f"rnnflow {command}: error: {exc}", file=sys.stderr)
         return EXIT_BEFORE_WORK
-    except Exception as exc:  # the run failed; Prefect has logged the traceback of a flow run
+    except Exception as exc:  # anything else failed once work was under way
         print(f"rnnflow {command}: failed: {failure_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -31,8 +31,9 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI; None for any other store."""
     if not tracking_uri.startswith("sqlite:"):
         return None
-    path = unquote(urlparse(tracking_uri).path)
-    return Path(path) if path and path != "/:memory:" else None
+    # SQLAlchemy's form: sqlite:///relative.db, sqlite:////absolute.db (one slash is the separator)
+    path = unquote(urlparse(tracking_uri).path)[1:]
+    return Path(path) if path and path != ":memory:" else None
 
 
 def wait_seconds() -> float:

@@ -38,8 +38,9 @@ def heartbeat_seconds() -> float:
 
 def stale_seconds() -> float:
     """Heartbeat age after which a run of another host counts as dead
-    (RNNFLOW_HEARTBEAT_STALE_SECONDS; default four heartbeats, at least 60 s)."""
-    return _env_float("RNNFLOW_HEARTBEAT_STALE_SECONDS", max(60.0, 4 * heartbeat_seconds()))
+    (RNNFLOW_HEARTBEAT_STALE_SECONDS; default 300 s or four heartbeats). Generous: ending a
+    live run on a busy machine would be worse than a dead one showing RUNNING a while longer."""
+    return _env_float("RNNFLOW_HEARTBEAT_STALE_SECONDS", max(300.0, 4 * heartbeat_seconds()))
 
 
 def process_start(pid: int) -> str | None:

@@ -81,6 +81,28 @@ def check_prefect_api() -> None:
                                  "PREFECT_API_URL to use a temporary server") from None
 
 
+# Errors raised by the tracking store's client libraries: their line names the store.
+_STORE_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")
+
+
+def failure_line(exc: BaseException) -> str:
+    """The first line of an error, naming the tracking store when the store raised it."""
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+    module = type(exc).__module__
+    if module.startswith(_STORE_MODULES) and "MLFLOW_TRACKING_URI" not in text:
+        text += f" (MLFLOW_TRACKING_URI={os.environ.get('MLFLOW_TRACKING_URI')})"
+    return text
+
+
+def preflight(prefect: bool = True) -> None:
+    """The tracking store answers, and so does PREFECT_API_URL when set: in seconds, before
+    Prefect starts or any run exists. Imports neither Prefect nor MLflow: Prefect reads its
+    settings once, at import, and `serve` sets PREFECT_API_URL after this."""
+    check_tracking_store()
+    if prefect:
+        check_prefect_api()
+
+
 def artifact_location_gone(uri: str) -> str | None:
     """The local folder behind a ``file:`` artifact URI when it is missing, else None."""
     parsed = urlparse(uri)

@@ -86,15 +86,17 @@ def ensure_store() -> None:
         return
     db = locks.sqlite_path(uri)
     if db is None:
-        _open_store()
+        _open_store(uri)
     else:
         with locks.file_lock(locks.store_lock_path(db, "create"), f"creating the store {db}", 600):
-            _open_store()
+            if not db.exists():
+                _create_sqlite_store(db)
+            _open_store(uri)
     _ready_stores.add(uri)
 
 
-def _open_store() -> None:
-    c = client()
+def _open_store(uri: str) -> None:
+    c = MlflowClient(tracking_uri=uri, registry_uri=uri)
     c.search_experiments(max_results=1)  # the tracking tables (migrations run here when new)
     c.search_registered_models(max_results=1)  # and the registry's
 
@@ -103,6 +105,16 @@ def use_tracking_uri(uri: str) -> None:
     """Log to ``uri`` from now on in this process (a Dask worker logging where its parent does)."""
     if mlflow.get_tracking_uri() != uri:
         mlflow.set_tracking_uri(uri)
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Migrate a new database under a temporary name, then rename it into place: a process
+    killed mid-migration (measured: 'table trace_info already exists' ever after) leaves no
+    half-made store behind."""
+    tmp = db.with_name(f".{db.name}.creating")
+    tmp.unlink(missing_ok=True)
+    _open_store(f"sqlite:///{tmp}")
+    os.replace(tmp, db)
 
 
 def experiment_id(name: str) -> str:

@@ -195,6 +195,28 @@ def test_sigkill_mid_training_leaves_nothing_running(tmp_path, prefect_home, pre
     assert code == 0 and "no run is left RUNNING" in out
 
 
+@pytest.mark.parametrize("delay", [0.3, 0.6, 0.9])
+def test_sigkill_while_creating_the_store(tmp_path, prefect_home, capsys, monkeypatch, delay):
+    """A process killed in the middle of MLflow's migrations (0.5-0.8 s into them here) left a
+    store that failed ever after ('table ... already exists'); now the store is migrated under
+    a temporary name and renamed into place, so a kill at any point leaves a usable store."""
+    cli = Cli(tmp_path / "w", prefect_home, None)
+    creating, db = cli.root / ".mlflow.db.creating", cli.root / "mlflow.db"
+    proc = subprocess.Popen([sys.executable, "-c", "from rnnflow import tracking; tracking.ensure_store()"],
+                            env=cli.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: creating.exists() or db.exists() or proc.poll() is not None, 120,
+                   "no store was created")
+        time.sleep(delay)  # into the migrations
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        stop(proc)
+    code, out, err = cli.main(capsys, monkeypatch, "runs", "sweep", "--no-prefect")
+    assert code == 0 and "no run is left RUNNING" in out, err
+    assert not creating.exists()
+
+
 def test_sqlite_locked_beyond_the_wait(tmp_path, prefect_home, prefect_api, capsys, monkeypatch):
     """Another process holds the SQLite store locked until training has given up: the user sees
     the first error in one line, exit 1; the ends owed are journaled and recorded afterwards."""
@@ -268,15 +290,18 @@ def test_tracking_server_stopped_mid_run(tmp_path, prefect_home, prefect_api, ca
                     MLFLOW_HTTP_REQUEST_MAX_RETRIES="1", RNNFLOW_END_ATTEMPTS="2",
                     RNNFLOW_END_BACKOFF_SECONDS="0.5")
         b = brief.start(*TRAIN, "--epochs", "100000", "--experiment", "brief")
-        a = patient.start(*TRAIN, "--epochs", "1000", "--experiment", "patient")
+        a = patient.start(*TRAIN, "--epochs", "150", "--experiment", "patient")
         try:
-            def training(experiment: str) -> list:
+            def training(experiment: str) -> bool:
+                """A child has logged an epoch and the parent run is still going."""
                 exp = patient.client.get_experiment_by_name(experiment)
-                return exp and [r for r in patient.client.search_runs([exp.experiment_id])
-                                if "train_loss" in r.data.metrics and r.info.status == "RUNNING"]
+                found = patient.client.search_runs([exp.experiment_id]) if exp else []
+                return (any("train_loss" in r.data.metrics for r in found)
+                        and any("mlflow.parentRunId" not in r.data.tags and r.info.status == "RUNNING"
+                                for r in found))
             wait_until(lambda: training("brief") and training("patient"), 240, "trainings never started")
-            server.stop()
             start = time.monotonic()
+            server.stop()
             b.wait(90)
             gave_up = time.monotonic() - start
             server.start()
@@ -330,50 +355,44 @@ def start_together(cli: Cli, n: int, *args) -> list[tuple[int, str, str]]:
     return [(p.returncode, *out) for p, out in zip(procs, outs)]
 
 
-def test_two_trainings_at_once_on_a_new_store(tmp_path, prefect_home, prefect_api):
-    """Both create the store at once (it is created once, under a lock) and each promotion
-    judges the version its own training registered."""
+def test_trainings_at_once_a_champion_without_artifacts_force_and_a_moved_store(
+        tmp_path, prefect_home, prefect_api, capsys, monkeypatch):
+    """Two trainings at once on a new store (created once, under a lock), each promoting the
+    version it registered; `promote` of the champion (point 7); two more at once on the existing
+    store against a champion whose files are gone, the second judged against the champion the
+    first just made; the operator override; the store moved (c22). All under a model name MLflow
+    accepts and a Prefect artifact key would not (c03)."""
+    name = "Nottem_ms.v2"
     cli = Cli(tmp_path / "w", prefect_home, prefect_api)
-    results = start_together(cli, 2)
+    results = start_together(cli, 2, "--model-name", name)
     assert [code for code, *_ in results] == [0, 0], [e[-1500:] for *_, e in results]
-    judged = dict(_registered(out) for _, out, _ in results)
+    judged = dict(_registered(out, name) for _, out, _ in results)
     assert set(judged) == {"1", "2"}
     for version, reason in judged.items():  # what each printed is what its own version records
-        assert cli.client.get_model_version("rnnflow", version).tags[TAG + "reason"] == reason
-    assert snapshot_aliases(cli.client, "rnnflow")[CHAMPION] in judged
-    assert {r.info.status for r in cli.all_runs()} == {"FINISHED"} and len(cli.all_runs()) == 4
+        assert cli.client.get_model_version(name, version).tags[TAG + "reason"] == reason
+    champion = snapshot_aliases(cli.client, name)[CHAMPION]
 
-
-def test_a_champion_without_artifacts_odd_names_force_and_a_moved_store(
-        tmp_path, prefect_home, prefect_api, capsys, monkeypatch):
-    """c03 (a name MLflow accepts), point 7 (already champion), points 5 and 6 on an existing
-    store (two trainings at once against a champion whose files are gone; the second judged
-    against the champion the first just made), the operator override, and c22 (moved store)."""
-    name = "Nottem_ms.v2"  # MLflow accepts it; as a Prefect artifact key it failed
-    cli = Cli(tmp_path / "w", prefect_home, prefect_api)
-    first = cli.run(*TRAIN, "--epochs", "3", "--model-name", name)
-    assert first.returncode == 0, first.stderr[-2000:]
-    assert snapshot_aliases(cli.client, name) == {CHAMPION: "1", CHALLENGER: "1"}
-
-    tags = cli.client.get_model_version(name, "1").tags
-    code, out, _ = cli.main(capsys, monkeypatch, "promote", "--model-name", name, prefect_api=prefect_api)
-    assert code == 0 and out.strip() == "rnnflow promote: v1 already is the champion"
-    assert cli.client.get_model_version(name, "1").tags == tags
+    tags = cli.client.get_model_version(name, champion).tags
+    code, out, _ = cli.main(capsys, monkeypatch, "promote", "--model-name", name, "--version", champion,
+                            prefect_api=prefect_api)
+    assert code == 0 and out.strip() == f"rnnflow promote: v{champion} already is the champion"
+    assert cli.client.get_model_version(name, champion).tags == tags
 
     location = urllib.request.url2pathname(
-        cli.client.get_model_version_download_uri(name, "1").removeprefix("file://"))
+        cli.client.get_model_version_download_uri(name, champion).removeprefix("file://"))
     shutil.rmtree(location)
     results = start_together(cli, 2, "--model-name", name)
     assert [code for code, *_ in results] == [0, 0], [e[-1500:] for *_, e in results]
     judged = dict(_registered(out, name) for _, out, _ in results)
-    assert set(judged) == {"2", "3"}
+    assert set(judged) == {"3", "4"}
     record = {v: cli.client.get_model_version(name, v).tags for v in judged}
-    (winner,) = [v for v in judged if record[v][TAG + "champion_version"] == "1"]
-    assert f"{name} v1 cannot be loaded: its artifact location {location} does not exist" \
+    (winner,) = [v for v in judged if record[v][TAG + "champion_version"] == champion]
+    assert f"{name} v{champion} cannot be loaded: its artifact location {location} does not exist" \
         in record[winner][TAG + "reason"] and record[winner][TAG + "decision"] == "promote"
     (other,) = set(judged) - {winner}
     assert record[other][TAG + "champion_version"] == winner  # re-read under the lock
     assert snapshot_aliases(cli.client, name)[CHAMPION] in judged
+    assert {r.info.status for r in cli.all_runs()} == {"FINISHED"} and len(cli.all_runs()) == 8
 
     kept = next(v for v in judged if v != snapshot_aliases(cli.client, name)[CHAMPION])
     code, out, _ = cli.main(capsys, monkeypatch, "promote", "--model-name", name, "--force", kept,

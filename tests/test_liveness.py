@@ -17,7 +17,8 @@ import pytest
 from mlflow import MlflowClient
 
 from rnnflow import locks, runs, services
-from rnnflow.cli import failure_line, main
+from rnnflow.cli import main
+from rnnflow.services import failure_line
 from rnnflow.config import ConfigError, load_config
 from rnnflow.registry import TAG, apply_promotion, decide, snapshot_aliases
 from rnnflow.serve import load_deployments, schedules_of
@@ -333,3 +334,29 @@ def test_no_decision_tag_is_left_when_the_alias_move_fails(registry, store):
         apply_promotion(faulty, registry.model, "2", decide(1.0, 0.5, 0.0), {"metric": "rmse"})
     assert _promotion_tags(registry, "2") == {} and _promotion_tags(registry, "1") == {}
     assert snapshot_aliases(registry, registry.model) == {"champion": "1"}
+
+
+COMMANDS = [["train", "--preset", "tutorial"], ["predict", "--data", "new.csv"], ["promote"],
+            ["promote", "--force", "1"], ["serve"], ["runs", "sweep"]]
+
+
+@pytest.mark.parametrize("variable, value", [("MLFLOW_TRACKING_URI", "http://127.0.0.1:9"),
+                                             ("PREFECT_API_URL", "http://127.0.0.1:9/api")])
+@pytest.mark.parametrize("argv", COMMANDS, ids=[" ".join(a[:2]) for a in COMMANDS])
+def test_every_command_names_the_unreachable_service_in_one_line(argv, variable, value, tmp_path,
+                                                                monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv(variable, value)
+    start = time.monotonic()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"rnnflow {' '.join(argv[:2]) if argv[0] == 'runs' else argv[0]}: error: {variable}={value}: ")
+    assert time.monotonic() - start < 5
+    assert not (tmp_path / "mlflow.db").exists()  # nothing started
+
+
+def test_sqlite_path_follows_sqlalchemy_slashes():
+    assert locks.sqlite_path("sqlite:///mlflow.db") == Path("mlflow.db")  # relative to the cwd
+    assert locks.sqlite_path("sqlite:////tmp/a%20b/x.db") == Path("/tmp/a b/x.db")
+    assert locks.sqlite_path("sqlite:///:memory:") is None and locks.sqlite_path("http://h:5000") is None

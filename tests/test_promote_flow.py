@@ -79,10 +79,13 @@ def test_a_failure_after_the_alias_moved_rolls_the_transaction_back(mlflow_store
         assert aliases()[CHAMPION] == "2", "the alias had moved when the next step failed"
         raise RuntimeError("artifact store unavailable")
 
+    tags_before = [MlflowClient().get_model_version("rnnflow", v).tags for v in ("1", "2")]
     monkeypatch.setattr(tasks.promote, "create_markdown_artifact", broken_artifact)
     state = flows.promote.promote_flow("rnnflow", 0.0, "rmse", return_state=True)
     assert state.is_failed()
     assert aliases() == before
+    # c03: no `promotion.decision=promote` is left behind on a version that was not promoted
+    assert [MlflowClient().get_model_version("rnnflow", v).tags for v in ("1", "2")] == tags_before
 
 
 def test_promote_without_a_challenger_or_holdout(mlflow_store, capsys):
