@@ -130,28 +130,20 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from rnnmodel import resolve_device
-    from rnnflow.tune import preflight
+    from rnnflow import tune
+    from rnnflow.preflight import preflight_train
 
-    cfg = config_from_args(args)
+    cfg = preflight_train(config_from_args(args))
+    preflight()
     try:
-        resolve_device(cfg.train.device)
-    except ValueError as exc:
-        raise ConfigError(f"train.device: {exc}") from None
-    check_data(cfg)
-    try:
-        preflight(cfg)  # the storage opens and the scheduler answers, before any run exists
+        tune.preflight(cfg)  # the storage opens and the scheduler answers, before any run exists
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     from flows.tune import tune_flow
 
-    try:
-        summary = tune_flow(cfg)
-    except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
-        print(f"rnnflow tune: failed: {exc}", file=sys.stderr)
-        return 1
+    summary = run_work(tune_flow, cfg)
     print(format_tune_summary(summary, cfg))
-    return 0
+    return EXIT_OK
 
 
 def format_tune_summary(s, cfg: PipelineConfig) -> str:

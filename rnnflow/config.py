@@ -368,6 +368,8 @@ class PipelineConfig(Section):
             with_layers = ({"num_layers": max(self.tune.space["num_layers"].bounds())}
                            if name == "dropout" and "num_layers" in self.tune.space else {})
             for value in dist.bounds():
+                if name == "num_layers" and value == 1:
+                    with_layers = {"dropout": 0.0}  # what a one-layer trial trains
                 try:
                     type(current).model_validate({**current.model_dump(), **with_layers,
                                                   **apply_params({}, {name: value})[section]})
