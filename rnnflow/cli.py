@@ -82,7 +82,8 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str,
             continue
         flag = (field.json_schema_extra or {}).get("flag", "--" + name.replace("_", "-"))
         group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
-                           help=field.description, **_flag_kind(field.annotation, name))
+                           help=field.description and field.description.replace("%", "%%"),  # argparse %-formats help
+                           **_flag_kind(field.annotation, name))
 
 
 def _flag_kind(tp, name: str) -> dict:
