@@ -149,7 +149,7 @@ def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | N
         dated = pd.api.types.is_datetime64_any_dtype(frame[cols.time])
         if axis and dated != (axis.kind == "datetime"):  # else a TypeError deep in the grid
             raise DataError(f"{source}: time column {cols.time!r} holds {'dates' if dated else 'numbers'} "
-                            f"(e.g. {given!r}) but the model was trained on "
+                            f"(e.g. {_plain(given)!r}) but the model was trained on "
                             f"{'dates' if axis.kind == 'datetime' else 'numbers'}")
         frame = _order(frame, cols, sort_time, source)
         axis = axis or infer_axis(frame, cols, fmt, freq, source)
@@ -183,7 +183,7 @@ def parse_time(col: pd.Series, name: str, fmt: str | None, source: str) -> pd.Se
             return pd.to_datetime(text, format=fmt)
         except (ValueError, TypeError):
             raise DataError(f"{source}: time column {name!r} does not match --time-format {fmt!r} "
-                            f"(e.g. {col.iloc[0]!r})") from None
+                            f"(e.g. {_plain(col.iloc[0])!r})") from None
     if pd.api.types.is_integer_dtype(col) and col.between(10000101, 99991231).all():
         dates = pd.to_datetime(col.astype(str), format="%Y%m%d", errors="coerce")
         if dates.notna().all():  # 19580329: a date written as an 8-digit number
@@ -201,6 +201,11 @@ def parse_time(col: pd.Series, name: str, fmt: str | None, source: str) -> pd.Se
         return as_number.astype("float64")
     raise DataError(f"{source}: time column {name!r} is neither numbers nor ISO 8601 dates (e.g. "
                     f"{col.iloc[0]!r}); name its format with --time-format, e.g. %d/%m/%Y")
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so messages show 1920.0, not np.float64(1920.0)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _order(frame: pd.DataFrame, cols: Columns, sort_time: bool, source: str) -> pd.DataFrame:
