@@ -176,7 +176,7 @@ def _promote(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     decision = promote_flow(cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
                             version=version, force=bool(args.force))
-    verdict = "" if decision.unchanged else "promoted: " if decision.promote else "kept the champion: "
+    verdict = "" if decision.unchanged else "promoted: " if decision.promote else "not promoted: "  # also when there is no champion
     print(f"rnnflow promote: {verdict}{decision.reason}")
     return EXIT_OK
 
