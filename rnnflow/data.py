@@ -192,10 +192,11 @@ def parse_time(col: pd.Series, name: str, fmt: str | None, source: str) -> pd.Se
         return pd.to_datetime(col.astype(str), format="%Y%m")  # 195803: a month as a 6-digit number
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         return col.astype("float64")
-    try:
-        return pd.to_datetime(col, format="ISO8601")
-    except (ValueError, TypeError):
-        pass
+    for utc in (False, True):  # utc: offsets that change with summer time, read as one UTC axis
+        try:
+            return pd.to_datetime(col, format="ISO8601", utc=utc)
+        except (ValueError, TypeError):
+            pass
     as_number = pd.to_numeric(col, errors="coerce")
     if as_number.notna().all():
         return as_number.astype("float64")

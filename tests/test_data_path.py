@@ -310,3 +310,10 @@ def test_panel_ids_written_as_floats_and_an_unsorted_file_make_a_valid_input_exa
     rows = pd.read_csv(tmp_path / "p.csv")
     pd.testing.assert_frame_equal(served.predict(None, rows.assign(store=rows["store"].astype(float))),
                                   served.predict(None, rows))
+
+
+def test_iso_stamps_whose_offset_changes_with_summer_time_are_one_utc_axis():
+    local = pd.date_range("2024-03-30 20:00", periods=12, freq="h", tz="Europe/Berlin")  # +01:00 then +02:00
+    frame, axis = prepare(pd.DataFrame({"t": local.strftime("%Y-%m-%dT%H:%M:%S%z"), "y": np.arange(12.0)}),
+                          Columns(["y"], time="t"), "fail")
+    assert axis.freq == "h" and frame["t"].iloc[-1] == local[-1]
