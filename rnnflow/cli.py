@@ -82,7 +82,8 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str,
             continue
         flag = (field.json_schema_extra or {}).get("flag", "--" + name.replace("_", "-"))
         group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
-                           help=field.description, **_flag_kind(field.annotation, name))
+                           help=field.description and field.description.replace("%", "%%"),  # argparse %-formats help
+                           **_flag_kind(field.annotation, name))
 
 
 def _flag_kind(tp, name: str) -> dict:
@@ -210,7 +211,7 @@ def _promote(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     decision = run_work(promote_flow, cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
                         version=version, force=bool(args.force))
-    verdict = "" if decision.unchanged else "promoted: " if decision.promote else "kept the champion: "
+    verdict = "" if decision.unchanged else "promoted: " if decision.promote else "not promoted: "
     print(f"rnnflow promote: {verdict}{decision.reason}")
     return EXIT_OK
 

@@ -130,16 +130,29 @@ def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | N
                 if len(frame.columns) > 3 and not set(cols.targets) & set(frame.columns) else "")
         raise DataError(f"{source}: {columns_phrase(absent)} not found; the file has columns "
                         f"{', '.join(map(str, frame.columns))}{hint}")
+    if frame.empty:
+        raise DataError(f"{source}: no rows")
     frame = frame[wanted].copy()
     for col in numeric:
         frame[col] = _numeric(frame[col], col, source)
     if cols.series_id:
         if frame[cols.series_id].isna().any():
             raise DataError(f"{source}: id column {cols.series_id!r} has missing values")
-        frame[cols.series_id] = frame[cols.series_id].astype(str)
+        ids = frame[cols.series_id]
+        if pd.api.types.is_float_dtype(ids) and (ids == ids.round()).all():
+            ids = ids.astype("int64")  # 3.0 is series '3' (e.g. a Parquet column of floats)
+        frame[cols.series_id] = ids.astype(str)
+    if missing == "drop":  # before the time checks: a dropped row is a missing period like any other
+        frame = frame.dropna(subset=numeric)
     if cols.time:
         fmt = axis.format if axis else time_format
+        given = frame[cols.time].iloc[0]
         frame[cols.time] = parse_time(frame[cols.time], cols.time, fmt, source)
+        dated = pd.api.types.is_datetime64_any_dtype(frame[cols.time])
+        if axis and dated != (axis.kind == "datetime"):  # else a TypeError deep in the grid
+            raise DataError(f"{source}: time column {cols.time!r} holds {'dates' if dated else 'numbers'} "
+                            f"(e.g. {_plain(given)!r}) but the model was trained on "
+                            f"{'dates' if axis.kind == 'datetime' else 'numbers'}")
         frame = _order(frame, cols, sort_time, source)
         axis = axis or infer_axis(frame, cols, fmt, freq, source)
         frame = _fill_periods(frame, cols, axis, missing, source)
@@ -172,22 +185,30 @@ def parse_time(col: pd.Series, name: str, fmt: str | None, source: str) -> pd.Se
             return pd.to_datetime(text, format=fmt)
         except (ValueError, TypeError):
             raise DataError(f"{source}: time column {name!r} does not match --time-format {fmt!r} "
-                            f"(e.g. {col.iloc[0]!r})") from None
+                            f"(e.g. {_plain(col.iloc[0])!r})") from None
     if pd.api.types.is_integer_dtype(col) and col.between(10000101, 99991231).all():
         dates = pd.to_datetime(col.astype(str), format="%Y%m%d", errors="coerce")
         if dates.notna().all():  # 19580329: a date written as an 8-digit number
             return dates
+    if pd.api.types.is_integer_dtype(col) and col.between(100001, 999912).all() and col.mod(100).between(1, 12).all():
+        return pd.to_datetime(col.astype(str), format="%Y%m")  # 195803: a month as a 6-digit number
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         return col.astype("float64")
-    try:
-        return pd.to_datetime(col, format="ISO8601")
-    except (ValueError, TypeError):
-        pass
+    for utc in (False, True):  # utc: offsets that change with summer time, read as one UTC axis
+        try:
+            return pd.to_datetime(col, format="ISO8601", utc=utc)
+        except (ValueError, TypeError):
+            pass
     as_number = pd.to_numeric(col, errors="coerce")
     if as_number.notna().all():
         return as_number.astype("float64")
     raise DataError(f"{source}: time column {name!r} is neither numbers nor ISO 8601 dates (e.g. "
                     f"{col.iloc[0]!r}); name its format with --time-format, e.g. %d/%m/%Y")
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds, so messages show 1920.0, not np.float64(1920.0)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _order(frame: pd.DataFrame, cols: Columns, sort_time: bool, source: str) -> pd.DataFrame:
@@ -236,7 +257,12 @@ def infer_axis(frame: pd.DataFrame, cols: Columns, fmt: str | None, freq: str | 
             raise DataError(f"{source}: --freq {alias!r} is not a pandas offset alias (e.g. MS, ME, QS, D, h)") from None
         return TimeAxis("datetime", freq=alias, format=fmt)
     diffs = np.diff(t.to_numpy(float))
-    step = float(freq) if freq else (float(np.median(diffs)) if len(diffs) else 1.0)
+    try:
+        step = float(freq) if freq else (float(np.median(diffs)) if len(diffs) else 1.0)
+    except ValueError:
+        raise DataError(f"{source}: --freq {freq!r} is not a number, the step of numeric time column {cols.time!r}") from None
+    if not freq and step > 0:  # decimal years rounded in the file (1949.083, 1949.167): the mean step
+        step = float(diffs.sum() / np.maximum(np.round(diffs / step), 1).sum())
     if step <= 0:
         raise DataError(f"{source}: time column {cols.time!r} does not increase")
     return TimeAxis("number", step=step, format=fmt)
@@ -249,7 +275,7 @@ def grid(times: pd.Series, axis: TimeAxis, name: str, source: str) -> pd.Series:
         off = ~times.isin(full)
     else:
         k = (times.to_numpy(float) - times.iloc[0]) / axis.step
-        off = pd.Series(np.abs(k - np.round(k)) > 1e-6 * np.maximum(1, np.abs(k)), index=times.index)
+        off = pd.Series(np.abs(k - np.round(k)) > 0.1, index=times.index)  # a tenth of a step: rounded stamps
         full = pd.Series(times.iloc[0] + axis.step * np.arange(int(round(k[-1])) + 1))
     if off.any():
         bad = times[off].iloc[0]
@@ -309,6 +335,10 @@ def _fill_values(frame: pd.DataFrame, cols: Columns, values: list[str], missing:
             part[values] = part[values].interpolate(limit_direction="both")
         else:  # ffill; a gap at the very start can only be filled backwards
             part[values] = part[values].ffill().bfill()
+        empty = part[values].columns[part[values].isna().all()]
+        if len(empty):  # nothing to fill from: NaN forecasts otherwise
+            where = f" in series {part[cols.series_id].iloc[0]!r}" if cols.series_id else ""
+            raise DataError(f"{source}: column {empty[0]!r} has no values{where}")
         parts.append(part)
     return pd.concat(parts) if len(parts) > 1 else parts[0]
 

@@ -19,7 +19,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import AnyType
 
-from rnnflow.data import DataError
+from rnnflow.data import DataError, parse_time
 from rnnflow.preprocess import Preprocessor, Windows
 from rnnmodel import NetworkConfig, SequenceRegressor, build_model, predict
 
@@ -156,6 +156,9 @@ def input_example(raw: pd.DataFrame, pre: Preprocessor) -> pd.DataFrame:
     rows = raw[[c for c in (cols.series_id, cols.time) if c] + cols.inputs]
     if cols.series_id:
         rows = rows[rows[cols.series_id] == rows[cols.series_id].iloc[-1]]
+    if cols.time and pre.sort_time:  # the file's order is not time order: take the latest rows
+        when = parse_time(rows[cols.time], cols.time, pre.axis.format if pre.axis else None, "data")
+        rows = rows.iloc[np.argsort(when.to_numpy(), kind="stable")]
     rows = rows.tail(pre.window + (1 if pre.horizon else 0)).copy()
     for c in cols.inputs:
         rows[c] = rows[c].astype("float64")

@@ -253,3 +253,76 @@ def test_layers_import_in_one_direction():
                     [node.module or ""] if isinstance(node, ast.ImportFrom) else []
                 for name in names:
                     assert name.split(".")[0] not in banned, f"{layer}/{path.name} imports {name}"
+
+
+def test_every_help_text_renders(capsys):
+    """A '%' in a config description (e.g. --time-format's %d/%m/%Y) broke argparse's help."""
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--help"])
+    assert done.value.code == 0 and "%d/%m/%Y" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("column, freq", [
+    ([int(d.strftime("%Y%m")) for d in pd.date_range("1958-01-01", periods=24, freq="MS")], "MS"),  # 195801
+])
+def test_months_written_as_six_digit_integers_are_months(column, freq):
+    frame, axis = prepare(pd.DataFrame({"t": column, "y": np.arange(24.0)}), Columns(["y"], time="t"), "fail")
+    assert axis.freq == freq and frame["t"].iloc[12] == pd.Timestamp("1959-01-01")
+
+
+def test_decimal_years_rounded_in_the_file_are_regular():
+    """1949.083, 1949.167, ...: rounding to 3 decimals moves stamps by up to 0.6 % of a step."""
+    years = [round(1949 + k / 12, 3) for k in range(240)]
+    frame, axis = prepare(pd.DataFrame({"t": years, "y": np.arange(240.0)}), Columns(["y"], time="t"), "fail")
+    assert len(frame) == 240 and axis.step == pytest.approx(1 / 12, rel=1e-4)
+    with pytest.raises(DataError, match=r"misses 2 periods, the first at 1949.42 \(after 1949.33\)"):
+        prepare(pd.DataFrame({"t": years[:5] + years[7:], "y": np.arange(238.0)}), Columns(["y"], time="t"), "fail")
+    with pytest.raises(DataError, match=r"--freq 'abc' is not a number, the step of numeric time column 't'"):
+        prepare(pd.DataFrame({"t": years, "y": np.arange(240.0)}), Columns(["y"], time="t"), "fail", freq="abc")
+
+
+def test_scoring_refuses_input_the_model_cannot_read_in_one_line(tmp_path):
+    """Dates for a model trained on step numbers, no rows, a column with no value at all."""
+    frame = seatbelts_like(tmp_path / "s.csv")
+    ds, model = trained(config(tmp_path / "s.csv", target=["killed"], features=["front"],
+                               time_column="month_index", missing="interpolate"))
+    served, tail = Forecaster(model, ds.pre), frame.tail(10)
+    dated = tail.assign(month_index=pd.date_range("2000-01-01", periods=10, freq="MS").strftime("%Y-%m-%d"))
+    with pytest.raises(DataError, match=r"^input: time column 'month_index' holds dates \(e.g. '2000-01-01'\) "
+                                        r"but the model was trained on numbers$"):
+        served.predict(None, dated)
+    with pytest.raises(DataError, match=r"^input: no rows$"):
+        served.predict(None, tail.head(0))
+    with pytest.raises(DataError, match=r"^input: column 'front' has no values$"):
+        served.predict(None, tail.assign(front=np.nan))
+
+
+def test_panel_ids_written_as_floats_and_an_unsorted_file_make_a_valid_input_example(tmp_path):
+    from rnnflow.forecaster import input_example
+
+    panel_csv(tmp_path / "p.csv", ids=(1, 2))
+    cfg = config(tmp_path / "p.csv", target=["sales"], time_column="day", id_column="store", sort_time=True, window=7)
+    ds, model = trained(cfg)
+    served = Forecaster(model, ds.pre)
+    example = input_example(ds.raw, ds.pre)  # the last rows in time, not in the file's order
+    assert example["day"].iloc[-1] == "2024-03-20"  # its series' last day
+    assert served.predict(None, example)["day"].tolist() == [pd.Timestamp("2024-03-20"), pd.Timestamp("2024-03-21")]
+    rows = pd.read_csv(tmp_path / "p.csv")
+    pd.testing.assert_frame_equal(served.predict(None, rows.assign(store=rows["store"].astype(float))),
+                                  served.predict(None, rows))
+
+
+def test_iso_stamps_whose_offset_changes_with_summer_time_are_one_utc_axis():
+    local = pd.date_range("2024-03-30 20:00", periods=12, freq="h", tz="Europe/Berlin")  # +01:00 then +02:00
+    frame, axis = prepare(pd.DataFrame({"t": local.strftime("%Y-%m-%dT%H:%M:%S%z"), "y": np.arange(12.0)}),
+                          Columns(["y"], time="t"), "fail")
+    assert axis.freq == "h" and frame["t"].iloc[-1] == local[-1]
+
+
+def test_dropped_rows_are_missing_periods_not_silently_joined():
+    y = np.arange(20.0)
+    y[5] = np.nan
+    with pytest.raises(DataError, match=r"time column 't' misses 1 periods, the first at 5"):
+        prepare(pd.DataFrame({"t": range(20), "y": y}), Columns(["y"], time="t"), "drop")
+    out, _ = prepare(pd.DataFrame({"y": y}), Columns(["y"]), "drop")  # no time axis: rows as they come
+    assert len(out) == 19
