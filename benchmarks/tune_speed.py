@@ -43,8 +43,9 @@ from rnnflow.tune import fit_trial, suggest, trial_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The smoothing preset at half its windows, so that a full run takes minutes, not an hour.
-MODES = {"full": {"trials": 20, "epochs": 20, "n_samples": 512},
-         "quick": {"trials": 8, "epochs": 10, "n_samples": 256}}
+# The smoothing preset makes 64 windows of 48 rows per generated series: 8 series ~ 512 windows.
+MODES = {"full": {"trials": 20, "epochs": 20, "n_series": 8},
+         "quick": {"trials": 8, "epochs": 10, "n_series": 4}}
 
 
 def plain_optuna(cfg: PipelineConfig, trials: int) -> dict:
@@ -70,7 +71,7 @@ def rnnflow_tune(mode: dict, trials: int) -> dict:
     """(b): `rnnflow tune` in a fresh process, timed from start to exit."""
     storage = f"sqlite:///{WORK / 'optuna.db'}"
     cmd = [str(Path(sys.executable).with_name("rnnflow")), "tune", "--epochs", str(mode["epochs"]),
-           "--n-samples", str(mode["n_samples"]), "--trials", str(trials), "--study", "bench",
+           "--n-series", str(mode["n_series"]), "--trials", str(trials), "--study", "bench",
            "--storage", storage]
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=WORK, capture_output=True, text=True)
@@ -95,9 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     mode = MODES["quick" if args.quick else "full"]
     trials = args.trials or mode["trials"]
-    cfg = load_config(overrides={"train": {"epochs": mode["epochs"]}, "data": {"n_samples": mode["n_samples"]}})
+    cfg = load_config(overrides={"train": {"epochs": mode["epochs"]}, "data": {"n_series": mode["n_series"]}})
     print(f"== tune_speed: {trials} trials, {mode['epochs']} epochs, smoothing preset with "
-          f"{mode['n_samples']} windows, default space, "
+          f"{mode['n_series'] * 64} windows, default space, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} ==", flush=True)
     b = rnnflow_tune(mode, trials) if args.tune_first else None
     a = plain_optuna(cfg, trials)

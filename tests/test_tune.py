@@ -248,7 +248,7 @@ def test_study_on_a_scheduler_and_workers_started_by_hand(tmp_path, mlflow_store
     cfg = cfg.model_copy(update={
         "tracking": cfg.tracking.model_copy(update={"register_best": False}),
         "train": cfg.train.model_copy(update={"epochs": 40}),
-        "data": cfg.data.model_copy(update={"n_samples": 384})})  # trials of a few seconds
+        "data": cfg.data.model_copy(update={"n_series": 6, "length": 768})})  # 384 windows: trials of seconds
     killed = []
     killer = threading.Thread(target=lambda: killed.append(kill_a_busy_worker(dask_cluster, "remote")))
     killer.start()
