@@ -282,7 +282,7 @@ def test_ctrl_c_kills_every_run_and_leaves_the_study_resumable(tmp_path, mlflow_
     import signal
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
-    cmd = [Path(sys.executable).with_name("rnnflow"), "tune", "--n-samples", "384", "--window", "12",
+    cmd = [Path(sys.executable).with_name("rnnflow"), "tune", "--n-series", "6", "--length", "768", "--window", "12",
            "--hidden-size", "8", "--epochs", "40", "--trials", "6", "--n-workers", "2", "--pruner", "none",
            "--study", "int", "--storage", storage]
     log = tmp_path / "tune.log"  # a file, not a pipe: a leaked worker could hold a pipe open
