@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import mlflow
@@ -77,9 +76,8 @@ def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
             error = incumbent.unavailable
         else:  # it loads but cannot answer this holdout (other columns, other task)
             error = str(state.message or "it cannot be scored on this holdout").splitlines()[0][:200]
-    decision = registry.decide(incumbent.metrics[key] if incumbent and incumbent.metrics else None,
-                               challenger.metrics[key], min_improvement, skills, min_skill, error)
-    return dataclasses.replace(decision, skills=skills)
+    return registry.decide(incumbent.metrics[key] if incumbent and incumbent.metrics else None,
+                           challenger.metrics[key], min_improvement, skills, min_skill, error)
 
 
 def decision_skills(decision: registry.Decision) -> dict[str, float]:

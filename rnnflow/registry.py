@@ -47,7 +47,7 @@ def decide(champion_score: float | None, challenger_score: float, min_improvemen
     if not 0.0 <= min_improvement < 1.0:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
     args = dict(challenger_score=challenger_score, champion_score=champion_score,
-                min_improvement=min_improvement)
+                min_improvement=min_improvement, skills=dict(skills or {}))
     if not math.isfinite(challenger_score):
         # A diverged challenger must never win, whatever the champion scored.
         return Decision(False, f"challenger score {challenger_score} is not finite", None, **args)
