@@ -142,28 +142,11 @@ def _tune(args: argparse.Namespace) -> int:
         raise ConfigError(str(exc)) from None
     from flows.tune import tune_flow
 
+    from rnnflow.summary import format_tune_summary
+
     summary = run_work(tune_flow, cfg)
     print(format_tune_summary(summary, cfg))
     return EXIT_OK
-
-
-def format_tune_summary(s, cfg: PipelineConfig) -> str:
-    """Trials by state, the best trial, its test metrics and what the registry did with it."""
-    c, m = s.counts, s.best.metrics
-    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_params.items())
-    lines = ["", f"rnnflow tune: study {s.study_name} ({s.study_trials} trials in all; resume with "
-             f"--study {s.study_name})",
-             f"  this run: {c['complete']} complete, {c['pruned']} pruned, {c['failed']} failed",
-             f"  best trial {s.best_trial}: val loss {s.best_value:.4g}  ({params})",
-             f"  retrained: test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}"
-             f"  (run {s.best.run_id})", f"  study run {s.parent_run_id}"]
-    if s.version:
-        champion = "champion" in s.aliases
-        lines.append(f"  registered {s.model_name} version {s.version} as challenger: "
-                     f"{'now champion' if champion else 'not promoted'}"
-                     + (f" ({s.decision.reason})" if s.decision else ""))
-    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
-    return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:
