@@ -24,7 +24,8 @@ from rnnflow.registry import TAG, apply_promotion, decide, snapshot_aliases
 from rnnflow.serve import load_deployments, schedules_of
 from tasks.promote import artifact_key
 
-CASES = Path(__file__).resolve().parents[2] / "shared" / "cases"
+# Case c10's prefect.yaml (cron schedules in Europe/Berlin), shipped with the tests.
+DATA = Path(__file__).resolve().parent / "data"
 
 
 def dead_pid() -> int:
@@ -265,7 +266,7 @@ def test_amp_on_cpu_trains_without_it_and_says_so(capsys):
 def test_serve_keeps_timezone_day_or_and_active_of_prefect_yaml(monkeypatch):
     import yaml
 
-    specs = yaml.safe_load((CASES / "c10_prefect_berlin.yaml").read_text())["deployments"]
+    specs = yaml.safe_load((DATA / "prefect_berlin.yaml").read_text())["deployments"]
     own = [schedules_of(s)[0] for s in specs]
     assert [(s.cron, s.timezone, s.active) for s in own] == [
         ("0 2 * * *", "Europe/Berlin", True), ("0 3 * * 0", "Europe/Berlin", True),
