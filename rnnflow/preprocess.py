@@ -138,13 +138,10 @@ class Preprocessor:
         values = frame.reindex(columns=cols.values).to_numpy(np.float64)  # scoring: no targets
         inputs = [cols.values.index(c) for c in cols.inputs]
         tpos = [cols.values.index(c) for c in cols.targets]
+        self.check_series(frame, ranges)
         for sid, (a, b) in self.series_rows(frame).items():
             if ranges is not None and sid not in ranges:
                 continue
-            if sid not in self.scalers:
-                known = ", ".join(sorted(self.scalers)[:8])
-                raise DataError(f"series {sid!r} was not in the training data, so the model has no scale "
-                                f"for it; it knows {len(self.scalers)} series ({known}{'…' if len(self.scalers) > 8 else ''})")
             lo, hi = ranges[sid] if ranges is not None else (0, b - a)
             horizon = self.horizon
             if not targets and horizon is not None:
@@ -157,6 +154,15 @@ class Preprocessor:
                             + (f" with {self.horizon} target rows after it" if self.horizon and targets else ""))
         return Windows(*(None if parts[0][k] is None else np.concatenate([p[k] for p in parts])
                          for k in range(8)))
+
+    def check_series(self, frame: pd.DataFrame, ranges: Ranges | None = None) -> None:
+        """DataError for a series of ``frame`` (of ``ranges``, when given) the model has no
+        scaler for: it was not in the training data."""
+        for sid in self.series_rows(frame):
+            if (ranges is None or sid in ranges) and sid not in self.scalers:
+                known = ", ".join(sorted(self.scalers)[:8])
+                raise DataError(f"series {sid!r} was not in the training data, so the model has no scale "
+                                f"for it; it knows {len(self.scalers)} series ({known}{'…' if len(self.scalers) > 8 else ''})")
 
     def _cut(self, v: np.ndarray, starts: np.ndarray, base: int, sid: str, inputs: list[int],
              tpos: list[int], targets: bool) -> tuple:

@@ -57,8 +57,8 @@ def check_scoring_inputs(model_uri: str, data: str | Path, out: str | Path
         raise DataError(f"{data}: {shortest} rows after cleaning{' in its shortest series' if pre.columns.series_id else ''}, "
                         f"but the model reads windows of {pre.window} rows; give it at least that much history")
     try:
-        pre.windows(rows, targets=False)
-    except DataError as exc:  # e.g. a series the model has never seen
+        pre.check_series(rows)  # the windows themselves are cut once, by the model's predict
+    except DataError as exc:
         raise DataError(f"{data}: {exc}") from None
     return frame, model
 
