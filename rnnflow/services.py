@@ -38,12 +38,8 @@ def check_tracking_store(uri: str | None = None) -> None:
     parsed = urlparse(uri)
     where = f"MLFLOW_TRACKING_URI={uri}"
     if parsed.scheme in ("http", "https"):
-        try:
-            _get(uri.rstrip("/") + "/health")
-        except (OSError, urllib.error.URLError) as exc:
-            raise ServiceUnavailable(f"{where}: the tracking server does not answer "
-                                     f"({_reason(exc)}); start it or point MLFLOW_TRACKING_URI "
-                                     "at a running one") from None
+        _health(uri, f"{where}: the tracking server does not answer",
+                "start it or point MLFLOW_TRACKING_URI at a running one")
     elif parsed.scheme == "sqlite":
         from rnnflow.locks import sqlite_path
 
@@ -73,12 +69,16 @@ def check_prefect_api() -> None:
     url = os.environ.get("PREFECT_API_URL")
     if not url:
         return
+    _health(url, f"PREFECT_API_URL={url}: the Prefect API does not answer",
+            "start it (prefect server start) or unset PREFECT_API_URL to use a temporary server")
+
+
+def _health(url: str, problem: str, fix: str) -> None:
+    """GET url/health, or ServiceUnavailable: '<problem> (<why>); <fix>'."""
     try:
         _get(url.rstrip("/") + "/health")
     except (OSError, urllib.error.URLError) as exc:
-        raise ServiceUnavailable(f"PREFECT_API_URL={url}: the Prefect API does not answer "
-                                 f"({_reason(exc)}); start it (prefect server start) or unset "
-                                 "PREFECT_API_URL to use a temporary server") from None
+        raise ServiceUnavailable(f"{problem} ({_reason(exc)}); {fix}") from None
 
 
 # Errors raised by the tracking store's client libraries: their line names the store.
