@@ -166,13 +166,9 @@ class TrainingFailed(RuntimeError):
 
 def hermetic_env(work: Path) -> dict[str, str]:
     """A throw-away MLflow store, artifact root and Prefect home, quiet and offline."""
-    return {**os.environ,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-            "RNNFLOW_ARTIFACT_ROOT": str(work / "mlartifacts"),
-            "PREFECT_HOME": str(work / "prefect"),
-            "PREFECT_LOGGING_LEVEL": "WARNING",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "MLFLOW_DISABLE_TELEMETRY": "true"}
+    from rnnflow.settings import throwaway_env
+
+    return {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING"}
 
 
 def train_rnnflow(case: Case, data_dir: Path, work: Path, extra: list[str]) -> None:

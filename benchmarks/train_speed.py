@@ -24,19 +24,13 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from rnnflow.settings import throwaway_env  # noqa: E402  (imports nothing heavy)
+
 WORK = Path(tempfile.mkdtemp(prefix="rnnflow-bench-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 # Set before Prefect or MLflow is imported (shared/FIELD-NOTES.md): offline, quiet, and
 # hermetic, so a benchmark never writes into the user's Prefect database or MLflow store.
-os.environ.update({
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_HOME": str(WORK / "prefect"),
-    "PREFECT_LOGGING_LEVEL": "WARNING",
-    "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'mlflow.db'}",
-    "RNNFLOW_ARTIFACT_ROOT": str(WORK / "mlartifacts"),
-})
+os.environ.update(throwaway_env(WORK) | {"PREFECT_LOGGING_LEVEL": "WARNING"})
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

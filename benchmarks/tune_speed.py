@@ -24,16 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnnflow.settings import throwaway_env  # noqa: E402  (imports nothing heavy)
+
 WORK = Path(tempfile.mkdtemp(prefix="rnnflow-tune-bench-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
-os.environ.update({
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_HOME": str(WORK / "prefect"),
-    "MLFLOW_TRACKING_URI": f"sqlite:///{WORK / 'mlflow.db'}",
-    "RNNFLOW_ARTIFACT_ROOT": str(WORK / "mlartifacts"),
-})
+os.environ.update(throwaway_env(WORK))  # before Prefect or MLflow is imported
 
 import optuna  # noqa: E402
 import torch  # noqa: E402

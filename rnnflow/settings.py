@@ -32,3 +32,11 @@ def apply_defaults(root: Path | None = None) -> None:
     # a local folder here would be this machine's disk, out of reach of every other machine.
     if not os.environ["MLFLOW_TRACKING_URI"].startswith(("http://", "https://")):
         os.environ.setdefault("RNNFLOW_ARTIFACT_ROOT", str(root / "mlartifacts"))
+
+
+def throwaway_env(work: Path) -> dict[str, str]:
+    """The defaults above plus a Prefect home, MLflow store and artifact root inside ``work``:
+    what benchmarks set so they never write into the user's databases."""
+    return {**DEFAULTS, "PREFECT_HOME": str(work / "prefect"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "RNNFLOW_ARTIFACT_ROOT": str(work / "mlartifacts")}
