@@ -84,6 +84,8 @@ def test_sweep_kills_dead_owners_and_finishes_journaled_ends(store):
     assert result.ended == [owed.info.run_id] and dead.info.run_id in result.killed
     assert alive.info.run_id not in result.killed and foreign.info.run_id not in result.killed
     assert [e["run_id"] for e in _journal()] == ["elsewhere"]
+    for run in (alive, foreign):  # kept RUNNING on purpose above; end them like their owner would
+        client.set_terminated(run.info.run_id, "FINISHED")
 
 
 def _journal():
