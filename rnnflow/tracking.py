@@ -321,6 +321,11 @@ def register(model_uri: str, name: str, tags: Mapping[str, object]) -> str:
     return str(mv.version)
 
 
+def set_version_tags(name: str, version: str, tags: Mapping[str, object]) -> None:
+    for key, value in tags.items():
+        client().set_model_version_tag(name, version, key, str(value))
+
+
 def alias_version(name: str, alias: str) -> str | None:
     try:
         return str(client().get_model_version_by_alias(name, alias).version)
