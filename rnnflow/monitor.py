@@ -6,8 +6,8 @@ scores them period by period against naive and seasonal naive on the same rows, 
 units, with the ratio of realised rmse to the rmse of the holdout the version was promoted
 with. No Prefect, no run logging: flows/monitor.py records what this returns.
 
-DEFAULTS_MEASURED (the stale_* defaults in config.MonitorConfig): see README "Keep a model
-fresh" for the replays they were read from.
+The stale_* defaults in config.MonitorConfig were read from replays listed in the README
+("Keep a model fresh").
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from rnnflow.serve import _healthy
 from tests.test_monitor import SEASON, TRAIN_ROWS, series
 from tests.test_serve import free_port
 
@@ -28,14 +29,6 @@ def api(url: str, path: str, body: dict | None = None) -> dict:
                                  method="GET" if body is None else "POST")
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
 
 
 def test_a_stale_verdict_triggers_the_retrain_deployment(tmp_path, mlflow_store):
@@ -54,7 +47,7 @@ def test_a_stale_verdict_triggers_the_retrain_deployment(tmp_path, mlflow_store)
     client = MlflowClient(mlflow_store)
     try:
         deadline = time.monotonic() + 240
-        while not healthy(url):
+        while not _healthy(url):
             assert server.poll() is None and time.monotonic() < deadline, "prefect server did not start"
             time.sleep(1)
         env["PREFECT_API_URL"] = url  # serve, the training and the monitor talk to one server
@@ -81,7 +74,7 @@ def test_a_stale_verdict_triggers_the_retrain_deployment(tmp_path, mlflow_store)
                        if v.tags.get("rnnflow.stale_event_id") == event_id]
         assert retrain, f"no retrain registered a version; serve printed:\n{log_path.read_text()[-3000:]}"
         (version,) = retrain
-        assert version.version == "2" and version.tags["rnnflow.monitor_run_id"] == mon.info.run_id
+        assert str(version.version) == "2" and version.tags["rnnflow.monitor_run_id"] == mon.info.run_id
         assert version.tags["rnnflow.stale_version"] == "rnnflow v1"
         parent = client.get_run(version.tags["parent_run_id"])
         assert parent.data.tags["rnnflow.stale_event_id"] == event_id
