@@ -27,8 +27,9 @@ import pandas as pd
 import pytest
 import requests
 
-from rnnflow.team import Stack, alive, descendants, free_port, stop_group
-from rnnflow.team_services import prefect_auth
+from rnnflow.ops.processes import alive, descendants, free_port, stop_group
+from rnnflow.ops.team import Stack
+from rnnflow.ops.team_services import prefect_auth
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

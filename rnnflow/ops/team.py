@@ -14,24 +14,19 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import socket
 import subprocess
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rnnflow.ops import team_services as svc
+from rnnflow.ops.processes import alive, descendants, free_port, stop_group, write_private
+from rnnflow.ops.team_services import TeamError, clean_env
 
-DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # one cluster, one database each
 SECRET_NAMES = ("pg_password", "admin_password", "runner_password", "viewer_password",
                 "prefect_password", "flask_secret")
 # MLflow users made by `up` beside the admin: the workers train as `runner` (it creates, so it
 # manages, the experiments and models they write); `viewer` may read and score, never write.
 USERS = ("runner", "viewer")
-
-
-class TeamError(RuntimeError):
-    """A stack that cannot start or be reached; the message is one line naming the cause."""
 
 
 @dataclass
@@ -77,7 +72,7 @@ class Stack:
         stored = {name: os.environ.get(f"RNNFLOW_TEAM_{name.upper()}") or before.get(name)
                   or secrets.token_urlsafe(18) for name in SECRET_NAMES}
         if stored != before:
-            _write_private(path, json.dumps(stored, indent=2))
+            write_private(path, json.dumps(stored, indent=2))
         return stored
 
     @property
@@ -107,8 +102,6 @@ class Stack:
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self.save()
         s = self.secrets()
-        from rnnflow import team_services as svc
-
         svc.start_postgres(self, s)
         self._start("mlflow", svc.mlflow_command(self), svc.mlflow_env(self, s))
         self._start("prefect", svc.prefect_command(self), svc.prefect_env(self, s))
@@ -120,21 +113,17 @@ class Stack:
         for i in range(1, self.workers + 1):
             self._start(f"worker-{i}", svc.worker_command(self, f"worker-{i}"), self.worker_env())
         svc.wait_workers(self, [f"worker-{i}" for i in range(1, self.workers + 1)])
-        _write_private(self.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in self.env().items()))
+        write_private(self.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in self.env().items()))
 
     def worker_env(self, user: str = "runner") -> dict[str, str]:
-        from rnnflow.team_services import _clean_env
-
         env = os.environ.get
-        return {**_clean_env(), **self.env(user), "PREFECT_HOME": str(self.home / "prefect"),
+        return {**clean_env(), **self.env(user), "PREFECT_HOME": str(self.home / "prefect"),
                 "PREFECT_WORKER_QUERY_SECONDS": env("PREFECT_WORKER_QUERY_SECONDS", "5"),
                 # flow runs send heartbeats, so the zombie automation can tell a dead one
                 "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": env("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")}
 
     def down(self) -> None:
         """Stop the workers, then the servers, then PostgreSQL."""
-        from rnnflow import team_services as svc
-
         for name in sorted(self.pids, key=lambda n: not n.startswith("worker")):
             pid = self.pids.pop(name)
             runs = descendants(pid)  # flow runs sit in sessions of their own: stop them too
@@ -158,93 +147,12 @@ class Stack:
 
     def status(self) -> dict[str, str]:
         """One line of state per service: 'up', 'down' or what the health check answered."""
-        from rnnflow import team_services as svc
-
         return svc.status(self)
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own child that has exited
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
-
-
-def stop_group(pid: int, timeout: float = 15.0) -> None:
-    """SIGTERM the process group of ``pid`` (or the process alone when it leads none), SIGKILL
-    what is left after ``timeout`` seconds."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and (_group_alive(pid) or alive(pid)):
-            time.sleep(0.2)
-        if not (_group_alive(pid) or alive(pid)):
-            return
-
-
-def _proc_stats() -> list[list[str]]:
-    """(pid, state, ppid, pgid, ...) of every process, from /proc."""
-    out = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            pid, rest = stat.read_text().split(" (", 1)
-            out.append([pid, *rest.rsplit(") ", 1)[1].split()])
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
-
-
-def descendants(pid: int) -> list[int]:
-    """Every living process below ``pid``, children first."""
-    stats = _proc_stats()
-    found, frontier = [], [pid]
-    while frontier:
-        kids = [int(p[0]) for p in stats if int(p[2]) in frontier and p[1] != "Z"]
-        found += kids
-        frontier = kids
-    return found
-
-
-def _group_alive(pgid: int) -> bool:
-    alive(pgid)
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    # Members that are zombies waiting for a parent that is gone still count for killpg.
-    return any(int(p[3]) == pgid and p[1] != "Z" for p in _proc_stats())
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def _port(value: str | None, default: int) -> int:
     port = int(value) if value else default
     return port or free_port()
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds passwords)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o600)
 
 
 def print_env(stack: Stack, user: str = "runner") -> str:
@@ -255,8 +163,6 @@ def add_user(stack: Stack, user: str, permission: str, experiments: list[str], m
     """`rnnflow team add-user`: on this stack, or on the server of MLFLOW_TRACKING_URI with the
     admin password in RNNFLOW_TEAM_ADMIN_PASSWORD (compose, another machine). The user's password
     comes from RNNFLOW_TEAM_<USER>_PASSWORD, else is generated; returns it."""
-    from rnnflow import team_services as svc
-
     env = os.environ.get
     remote = env("MLFLOW_TRACKING_URI", "").startswith("http") and env("RNNFLOW_TEAM_ADMIN_PASSWORD")
     url = env("MLFLOW_TRACKING_URI") if remote else stack.mlflow_url
