@@ -8,7 +8,7 @@ The house, from the ground up (an arrow may only point down; tests/test_layers.p
                        scoring; forecaster.py + forecaster_model.py are the pyfunc pair MLflow loads
     rnnflow/tracking/  every MLflow call: backend, runs, models, registry, liveness
     rnnflow/ops/       processes and servers, not ML: settings, services, processes, guard,
-                       serve, team, team_services
+                       serve, stack, team_services, team
     tasks/             @task adapters, one step each      flows/  train, tune, promote, predict
     rnnflow/cli.py     the front door: config -> preflight -> flow -> exit code
 
@@ -40,10 +40,11 @@ Moved modules, old -> new (for fixing imports; kept until the lead says otherwis
     rnnflow.settings          -> rnnflow.ops.settings
     rnnflow.guard             -> rnnflow.ops.guard (python -m rnnflow.ops.guard)
     rnnflow.serve             -> rnnflow.ops.serve
-    rnnflow.team              -> rnnflow.ops.team; alive, stop_group, descendants, free_port,
-                                 _write_private (now write_private) -> rnnflow.ops.processes;
-                                 TeamError, DATABASES -> rnnflow.ops.team_services
-    rnnflow.team_services     -> rnnflow.ops.team_services (_clean_env now clean_env)
+    rnnflow.team              -> rnnflow.ops.team (up, down, status: functions of a Stack now);
+                                 Stack, TeamError, DATABASES, clean_env (was team_services._clean_env)
+                                 -> rnnflow.ops.stack; alive, stop_group, descendants, free_port,
+                                 write_private (was _write_private) -> rnnflow.ops.processes
+    rnnflow.team_services     -> rnnflow.ops.team_services
 
 This file imports nothing: MLflow imports the pyfunc pair through it when it loads a model.
 """

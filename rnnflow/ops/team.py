@@ -1,158 +1,72 @@
-"""Team mode on one machine: PostgreSQL, an MLflow tracking server with sign-in, a Prefect server
-with its API protected, a process work pool and its workers, all started with the services' own
-commands (no Docker) and stopped again.
-
-State lives in one folder (``RNNFLOW_TEAM_HOME``, default ``./.team``): ``stack.json`` (addresses,
-process ids), ``secrets.json`` (mode 600: passwords, generated on the first ``up`` unless given as
-``RNNFLOW_TEAM_<NAME>`` environment variables), ``env.sh`` (mode 600: what a user exports), one
-log per service under ``logs/``, the PostgreSQL cluster under ``postgres/`` and MLflow's artifacts
-under ``artifacts/``. Nothing listens beyond ``RNNFLOW_TEAM_HOST`` (default 127.0.0.1).
+"""Team mode on one machine: bring the stack (`rnnflow.ops.stack`) up and down, say how it
+is, print what a user exports, add MLflow users; `rnnflow team ...` calls ``main``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from rnnflow.ops import team_services as svc
-from rnnflow.ops.processes import alive, descendants, free_port, stop_group, write_private
-from rnnflow.ops.team_services import TeamError, clean_env
+from rnnflow.ops.processes import alive, descendants, stop_group, write_private
+from rnnflow.ops.stack import Stack, TeamError
 
-SECRET_NAMES = ("pg_password", "admin_password", "runner_password", "viewer_password",
-                "prefect_password", "flask_secret")
+__all__ = ["Stack", "TeamError", "add_user", "down", "main", "print_env", "status", "up"]
+
 # MLflow users made by `up` beside the admin: the workers train as `runner` (it creates, so it
 # manages, the experiments and models they write); `viewer` may read and score, never write.
 USERS = ("runner", "viewer")
 
 
-@dataclass
-class Stack:
-    home: Path
-    host: str = "127.0.0.1"
-    pg_port: int = 5433
-    mlflow_port: int = 5000
-    prefect_port: int = 4200
-    workers: int = 2
-    pool: str = "rnnflow-pool"
-    worker_limit: int = 1  # flow runs at once per worker
-    zombie_seconds: int = 120  # a flow run without a heartbeat for this long is marked Crashed
-    artifacts: str = ""  # --artifacts-destination: a URL (s3://...) or, when empty, home/artifacts
-    project: Path = field(default_factory=Path.cwd)  # where workers run flows and deploy from
-    pids: dict[str, int] = field(default_factory=dict)
-
-    # -- configuration -----------------------------------------------------------------------
-    @classmethod
-    def load(cls, home: str | Path | None = None) -> Stack:
-        """The stack of ``home`` as last brought up, else one from ``RNNFLOW_TEAM_*`` variables."""
-        home = Path(home or os.environ.get("RNNFLOW_TEAM_HOME", ".team")).resolve()
-        saved = home / "stack.json"
-        if saved.exists():
-            raw = json.loads(saved.read_text())
-            return cls(**{**raw, "home": home, "project": Path(raw["project"])})
-        env = os.environ.get
-        return cls(home, env("RNNFLOW_TEAM_HOST", "127.0.0.1"),
-                   *(_port(env(f"RNNFLOW_TEAM_{k}_PORT"), d) for k, d in
-                     (("PG", 5433), ("MLFLOW", 5000), ("PREFECT", 4200))),
-                   workers=int(env("RNNFLOW_TEAM_WORKERS", "2")),
-                   zombie_seconds=int(env("RNNFLOW_TEAM_ZOMBIE_SECONDS", "120")),
-                   artifacts=env("RNNFLOW_TEAM_ARTIFACTS", ""))
-
-    def save(self) -> None:
-        data = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items() if k != "home"}
-        (self.home / "stack.json").write_text(json.dumps(data, indent=2))
-
-    def secrets(self) -> dict[str, str]:
-        """Passwords from ``RNNFLOW_TEAM_<NAME>`` or secrets.json, generated once (mode 600)."""
-        path = self.home / "secrets.json"
-        before = json.loads(path.read_text()) if path.exists() else {}
-        stored = {name: os.environ.get(f"RNNFLOW_TEAM_{name.upper()}") or before.get(name)
-                  or secrets.token_urlsafe(18) for name in SECRET_NAMES}
-        if stored != before:
-            write_private(path, json.dumps(stored, indent=2))
-        return stored
-
-    @property
-    def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
-
-    @property
-    def prefect_url(self) -> str:
-        return f"http://{self.host}:{self.prefect_port}/api"
-
-    def db_url(self, db: str, driver: str = "postgresql") -> str:
-        role = db.split("_")[0]  # mlflow_auth belongs to the mlflow role
-        return f"{driver}://{role}:{self.secrets()['pg_password']}@{self.host}:{self.pg_port}/{db}"
-
-    def env(self, user: str = "runner") -> dict[str, str]:
-        """What a client exports to use the stack as ``user`` (admin, runner, viewer, ...)."""
-        s = self.secrets()
-        return {"MLFLOW_TRACKING_URI": self.mlflow_url, "MLFLOW_TRACKING_USERNAME": user,
-                "MLFLOW_TRACKING_PASSWORD": s.get(f"{user}_password", ""),
-                "PREFECT_API_URL": self.prefect_url,
-                "PREFECT_API_AUTH_STRING": f"admin:{s['prefect_password']}"}
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def up(self) -> None:
-        """Start whatever is not running yet; safe to call again."""
-        for sub in ("logs", "artifacts", "prefect"):
-            (self.home / sub).mkdir(parents=True, exist_ok=True)
-        self.save()
-        s = self.secrets()
-        svc.start_postgres(self, s)
-        self._start("mlflow", svc.mlflow_command(self), svc.mlflow_env(self, s))
-        self._start("prefect", svc.prefect_command(self), svc.prefect_env(self, s))
-        svc.wait_healthy(self)
-        for user in USERS:
-            svc.add_user(self.mlflow_url, s["admin_password"], user, s[f"{user}_password"])
-        svc.create_pool(self)
-        svc.create_zombie_automation(self)
-        for i in range(1, self.workers + 1):
-            self._start(f"worker-{i}", svc.worker_command(self, f"worker-{i}"), self.worker_env())
-        svc.wait_workers(self, [f"worker-{i}" for i in range(1, self.workers + 1)])
-        write_private(self.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in self.env().items()))
-
-    def worker_env(self, user: str = "runner") -> dict[str, str]:
-        env = os.environ.get
-        return {**clean_env(), **self.env(user), "PREFECT_HOME": str(self.home / "prefect"),
-                "PREFECT_WORKER_QUERY_SECONDS": env("PREFECT_WORKER_QUERY_SECONDS", "5"),
-                # flow runs send heartbeats, so the zombie automation can tell a dead one
-                "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": env("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "30")}
-
-    def down(self) -> None:
-        """Stop the workers, then the servers, then PostgreSQL."""
-        for name in sorted(self.pids, key=lambda n: not n.startswith("worker")):
-            pid = self.pids.pop(name)
-            runs = descendants(pid)  # flow runs sit in sessions of their own: stop them too
-            stop_group(pid)
-            for run in runs:
-                stop_group(run, 5)
-        self.save()
-        svc.stop_postgres(self)
-
-    def _start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
-        if alive(self.pids.get(name)):
-            return
-        log = open(self.home / "logs" / f"{name}.log", "ab")
-        # A session of its own: `down` stops the process and all it started (uvicorn workers,
-        # flow-run subprocesses) with one signal, and a Ctrl-C in the terminal does not.
-        proc = subprocess.Popen(cmd, env=env, cwd=self.project, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        log.close()
-        self.pids[name] = proc.pid
-        self.save()
-
-    def status(self) -> dict[str, str]:
-        """One line of state per service: 'up', 'down' or what the health check answered."""
-        return svc.status(self)
+def up(stack: Stack) -> None:
+    """Start whatever is not running yet; safe to call again."""
+    for sub in ("logs", "artifacts", "prefect"):
+        (stack.home / sub).mkdir(parents=True, exist_ok=True)
+    stack.save()
+    s = stack.secrets()
+    svc.start_postgres(stack, s)
+    _start(stack, "mlflow", svc.mlflow_command(stack), svc.mlflow_env(stack, s))
+    _start(stack, "prefect", svc.prefect_command(stack), svc.prefect_env(stack, s))
+    svc.wait_healthy(stack)
+    for user in USERS:
+        svc.add_user(stack.mlflow_url, s["admin_password"], user, s[f"{user}_password"])
+    svc.create_pool(stack)
+    svc.create_zombie_automation(stack)
+    for i in range(1, stack.workers + 1):
+        _start(stack, f"worker-{i}", svc.worker_command(stack, f"worker-{i}"), stack.worker_env())
+    svc.wait_workers(stack, [f"worker-{i}" for i in range(1, stack.workers + 1)])
+    write_private(stack.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in stack.env().items()))
 
 
-def _port(value: str | None, default: int) -> int:
-    port = int(value) if value else default
-    return port or free_port()
+def down(stack: Stack) -> None:
+    """Stop the workers, then the servers, then PostgreSQL."""
+    for name in sorted(stack.pids, key=lambda n: not n.startswith("worker")):
+        pid = stack.pids.pop(name)
+        runs = descendants(pid)  # flow runs sit in sessions of their own: stop them too
+        stop_group(pid)
+        for run in runs:
+            stop_group(run, 5)
+    stack.save()
+    svc.stop_postgres(stack)
+
+
+def _start(stack: Stack, name: str, cmd: list[str], env: dict[str, str]) -> None:
+    if alive(stack.pids.get(name)):
+        return
+    log = open(stack.home / "logs" / f"{name}.log", "ab")
+    # A session of its own: `down` stops the process and all it started (uvicorn workers,
+    # flow-run subprocesses) with one signal, and a Ctrl-C in the terminal does not.
+    proc = subprocess.Popen(cmd, env=env, cwd=stack.project, stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    stack.pids[name] = proc.pid
+    stack.save()
+
+
+def status(stack: Stack) -> dict[str, str]:
+    """One line of state per service: 'up', 'down' or what the health check answered."""
+    return svc.status(stack)
 
 
 def print_env(stack: Stack, user: str = "runner") -> str:
@@ -187,20 +101,20 @@ def main(action: str, home: str | None = None, user: str = "runner", permission:
               f"READ on the rest), password {password}")
         return 0
     if action == "up":
-        stack.up()
+        up(stack)
         print(f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})")
         print(f"  MLflow UI {stack.mlflow_url}   Prefect UI {stack.prefect_url[:-4]}")
         print("  export these to use the stack (also in env.sh, mode 600):")
         print(print_env(stack, user))
         return 0
     if action == "down":
-        stack.down()
+        down(stack)
         print("rnnflow team: down")
         return 0
     if action == "env":
         print(print_env(stack, user))
         return 0
-    states = stack.status()
+    states = status(stack)
     for name, state in states.items():
         print(f"  {name:10s} {state}")
     return 0 if all(s.startswith("up") for s in states.values()) else 1

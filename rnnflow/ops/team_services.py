@@ -1,4 +1,4 @@
-"""The services of `rnnflow.ops.team`: how each one is started, checked and given its users."""
+"""The services of the team stack (`rnnflow.ops.stack`): how each one is started, checked and given its users."""
 
 from __future__ import annotations
 
@@ -9,21 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import requests
 
 from rnnflow.ops.processes import alive, write_private
-
-if TYPE_CHECKING:  # the stack these functions start and stop; team.py imports this module
-    from rnnflow.ops.team import Stack
-
-DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # one cluster, one database each
-
-
-class TeamError(RuntimeError):
-    """A stack that cannot start or be reached; the message is one line naming the cause."""
-
+from rnnflow.ops.stack import DATABASES, Stack, TeamError, clean_env
 
 PG_OS_USER = "postgres"  # PostgreSQL refuses to run as root: as root, run it as this user
 
@@ -110,13 +100,6 @@ def stop_postgres(st: Stack) -> None:
 
 
 # -- servers and workers ----------------------------------------------------------------------
-def clean_env() -> dict[str, str]:
-    """This process's environment without any client settings a user exported."""
-    drop = ("MLFLOW_TRACKING_", "PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE",
-            "RNNFLOW_ARTIFACT_ROOT")  # the tracking server keeps the artifacts
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
 def mlflow_command(st: Stack) -> list[str]:
     artifacts = st.artifacts or (st.home / "artifacts").as_uri()
     return [sys.executable, "-m", "mlflow", "server", "--host", st.host, "--port", str(st.mlflow_port),
