@@ -31,7 +31,7 @@ from rnnflow.ops.processes import alive, descendants, free_port, stop_group
 from rnnflow.ops.team import Stack, status
 from rnnflow.ops.team_services import prefect_auth
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DONE = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 

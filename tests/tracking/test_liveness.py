@@ -26,7 +26,7 @@ from rnnflow.ops.serve import load_deployments, schedules_of
 from tasks.promote import artifact_key
 
 # Case c10's prefect.yaml (cron schedules in Europe/Berlin), shipped with the tests.
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def dead_pid() -> int:
@@ -331,7 +331,7 @@ def test_already_champion_touches_no_tag(registry):
 
 
 def test_no_decision_tag_is_left_when_the_alias_move_fails(registry, store):
-    from tests.test_promotion import FaultyClient
+    from tests.tracking.test_promotion import FaultyClient
 
     registry.set_registered_model_alias(registry.model, "champion", "1")
     faulty = FaultyClient(store[0], method="set_registered_model_alias", fail_on=1)
