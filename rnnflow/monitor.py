@@ -84,8 +84,6 @@ class Assessment:
 
 def parse_model_uri(model_uri: str) -> tuple[str, str]:
     """``models:/NAME@ALIAS`` or ``models:/NAME/VERSION`` -> (name, version); DataError otherwise."""
-    from mlflow.exceptions import MlflowException
-
     from rnnflow import tracking
 
     m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
@@ -93,14 +91,12 @@ def parse_model_uri(model_uri: str) -> tuple[str, str]:
         raise DataError(f"model URI {model_uri}: the monitor watches a registered version, "
                         "models:/NAME@ALIAS or models:/NAME/VERSION")
     name, alias, version = m.groups()
-    client = tracking.client()
-    try:
-        mv = client.get_model_version_by_alias(name, alias) if alias else client.get_model_version(name, version)
-    except MlflowException:
-        names = [r.name for r in client.search_registered_models()]
+    found = tracking.find_version(name, alias=alias, version=version)
+    if found is None:
+        names = tracking.registered_model_names()
         raise DataError(f"model URI {model_uri}: no such registered version; registered models: "
-                        f"{', '.join(names) or 'none'}") from None
-    return name, str(mv.version)
+                        f"{', '.join(names) or 'none'}")
+    return name, found
 
 
 def assess(cfg: MonitorConfig) -> Assessment:
@@ -139,12 +135,12 @@ def check_inputs(cfg: MonitorConfig) -> None:
 
 
 def _inputs(cfg: MonitorConfig):
-    from rnnflow import holdout as holdouts, scoring, tracking
+    from rnnflow import tracking
 
     name, version = parse_model_uri(cfg.model_uri)
-    model = scoring.load_model(f"models:/{name}/{version}")
+    model = tracking.load_model(f"models:/{name}/{version}")
     mv = tracking.client().get_model_version(name, version)
-    hold = holdouts.load_holdout(mv.run_id)
+    hold = tracking.load_holdout(mv.run_id)
     frame, pre = model.unwrap_python_model().pre.prepare(read_table(cfg.data), source=cfg.data)
     try:
         pre.check_series(frame)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnnflow.serve import import_flow, load_deployments, triggers_of
+from rnnflow.ops.serve import import_flow, load_deployments, triggers_of
 
 DEPLOYMENTS = load_deployments()
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from rnnflow.serve import _healthy
-from tests.test_monitor import SEASON, TRAIN_ROWS, series
-from tests.test_serve import free_port
+from rnnflow.ops.serve import _healthy
+from tests.flows.test_monitor import SEASON, TRAIN_ROWS, series
+from tests.ops.test_serve import free_port
 
 pytestmark = pytest.mark.slow
 
