@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 
-DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # one cluster, one database each
+DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna", "data")  # one cluster, one database each; data: SQL sources
 SECRET_NAMES = ("pg_password", "admin_password", "runner_password", "viewer_password",
                 "prefect_password", "flask_secret")
 # MLflow users made by `up` beside the admin: the workers train as `runner` (it creates, so it
@@ -98,7 +98,16 @@ class Stack:
         return {"MLFLOW_TRACKING_URI": self.mlflow_url, "MLFLOW_TRACKING_USERNAME": user,
                 "MLFLOW_TRACKING_PASSWORD": s.get(f"{user}_password", ""),
                 "PREFECT_API_URL": self.prefect_url,
-                "PREFECT_API_AUTH_STRING": f"admin:{s['prefect_password']}"}
+                "PREFECT_API_AUTH_STRING": f"admin:{s['prefect_password']}",
+                # --data URLs of the data database show the password as ***; readers fill it in
+                "RNNFLOW_DATA_PASSWORD": s["pg_password"]}
+
+    @property
+    def data_url(self) -> str:
+        """The SQL source database's URL, password masked (it is RNNFLOW_DATA_PASSWORD)."""
+        from rnnflow.sources import mask
+
+        return mask(self.db_url("data", "postgresql+psycopg"))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self) -> None:
@@ -248,7 +257,8 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def print_env(stack: Stack, user: str = "runner") -> str:
-    return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items())
+    # The data password stays in env.sh (mode 600): the data URL is printed as ***, and so is it.
+    return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items() if k != "RNNFLOW_DATA_PASSWORD")
 
 
 def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str:
@@ -284,6 +294,8 @@ def main(action: str, home: str | None = None, user: str = "runner", permission:
         stack.up()
         print(f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})")
         print(f"  MLflow UI {stack.mlflow_url}   Prefect UI {stack.prefect_url[:-4]}")
+        print(f"  data database {stack.data_url} (password: RNNFLOW_DATA_PASSWORD in env.sh; "
+              "--data URL --table NAME)")
         print("  export these to use the stack (also in env.sh, mode 600):")
         print(print_env(stack, user))
         return 0

@@ -19,6 +19,7 @@ import mlflow
 import pandas as pd
 import torch
 from mlflow import MlflowClient
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.models import ModelSignature
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
@@ -303,16 +304,54 @@ def log_forecaster(run_id: str, checkpoint: Path, example: pd.DataFrame, signatu
     return info.model_uri
 
 
-def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, context: str) -> str:
-    """Record the data a run read (name, source, digest, schema); returns the digest."""
+def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, context: str,
+                rows: Mapping[str, object] | None = None) -> str:
+    """Record the data a run read (name, source, digest, schema) and, as the input's tags
+    ``rnnflow.rows``, ``rnnflow.first``, ``rnnflow.last``, which rows it saw; returns the digest."""
     import mlflow.data
 
+    from rnnflow.sources import is_url, label_of
+
     generated = source.startswith("preset:")  # no file behind it: MLflow records the code instead
-    dataset = mlflow.data.from_pandas(frame, source=None if generated else source,
-                                      name=source if generated else Path(source).name, targets=target)
-    client().log_inputs(run_id, datasets=[DatasetInput(
-        dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+    where = SQLDatasetSource(source) if is_url(source) else None if generated else source
+    name = label_of(source) if generated or is_url(source) else Path(source).name
+    dataset = mlflow.data.from_pandas(frame, source=where, name=name, targets=target)
+    tags = [InputTag("mlflow.data.context", context),
+            *(InputTag(f"rnnflow.{k}", str(v)) for k, v in (rows or {}).items())]
+    client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
     return dataset.digest
+
+
+class SQLDatasetSource(DatasetSource):
+    """An SQL table or query as a data set's source: the URL (password masked), and the table
+    or the query's hash. MLflow has no source for SQL databases."""
+
+    def __init__(self, source: str):
+        self.url, _, self.what = source.partition("#")
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "sql"
+
+    def load(self, **kwargs):
+        raise NotImplementedError("read it with rnnflow.sources.load_rows")
+
+    @staticmethod
+    def _can_resolve(raw_source) -> bool:
+        return False  # only ever made on purpose, never guessed from a string
+
+    @classmethod
+    def _resolve(cls, raw_source) -> SQLDatasetSource:
+        return cls(raw_source)
+
+    def to_dict(self) -> dict[str, str]:
+        key, _, value = self.what.partition("=")
+        return {"url": self.url, key or "table": value}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict) -> SQLDatasetSource:
+        what = "table=" + source_dict["table"] if "table" in source_dict else "query=" + source_dict.get("query", "")
+        return cls(f"{source_dict['url']}#{what}")
 
 
 def register(model_uri: str, name: str, tags: Mapping[str, object]) -> str:
