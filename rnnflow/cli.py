@@ -158,7 +158,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     preflight(prefect=args.flow)  # scoring without --flow needs no Prefect API
     data = hide_password(args.data)  # the flow's parameters are stored by Prefect: never a password
-    where = {name: getattr(args, f"data.{name}", None) for name in SCORING_WHERE}
+    where = {name: getattr(args, f"data.{name}") for name in SCORING_WHERE if hasattr(args, f"data.{name}")}
     try:
         frame, model = scoring.check_scoring_inputs(args.model_uri, data, args.out, where)
     except DataError as exc:

@@ -162,10 +162,15 @@ def test_a_postgresql_table_trains_and_scores_and_its_password_reaches_no_store(
     recorded += json.dumps([[v.tags, v.description, v.source] for v in versions])
     assert "127.0.0.1" in recorded and "***" in recorded and password not in recorded
     stores = [Path(mlflow_store.split("///", 1)[1]), *(tmp_path / "mlartifacts").rglob("*"), _prefect_database()]
+    assert stores[0].is_file() and stores[-1].is_file()
+    held = {}
     for path in stores:  # every byte each store holds: params, tags, inputs, logs, flow parameters
         for part in (path, Path(f"{path}-wal")):
             if part.is_file():
-                assert password.encode() not in part.read_bytes(), part
+                held[part] = part.read_bytes()
+                assert password.encode() not in held[part], part
+    masked = postgres.replace(password, "***").encode()
+    assert any(masked in held[p] for p in held if p.name.startswith(stores[-1].name))  # the grep sees parameters
 
     from prefect import get_client
 
