@@ -231,6 +231,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         load_config(args.config)  # fail now on a bad file, not in every scheduled run
         overrides = yaml.safe_load(args.config.read_text())
+        if (overrides.get("data") or {}).get("path"):  # deployment parameters are stored: never a password
+            from rnnflow.sources import hide_password
+
+            overrides["data"]["path"] = hide_password(str(overrides["data"]["path"]))
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
     preflight()
     try:
