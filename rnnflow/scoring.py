@@ -1,5 +1,6 @@
-"""Score a source (file, folder or glob, SQL table or query) with a registered model: checked before any work, then forecasts written
-next to their time stamps. Used by `rnnflow predict` directly and by the batch-predict flow."""
+"""Score a source (file, folder or glob, SQL table or query) with a registered model: checked
+before any work, then forecasts written next to their time stamps. Used by `rnnflow predict`
+directly and by the batch-predict flow."""
 
 from __future__ import annotations
 
@@ -38,16 +39,18 @@ def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
 def read_scoring_rows(data: str | Path, pre, where: Mapping | None = None) -> tuple[pd.DataFrame, str]:
     """The rows of ``data`` (any source ``--data`` takes; ``where``: table, query, duplicates)
     read with the model's column roles; returns them and the source's name for messages."""
-    from rnnflow.config import DataConfig
-    from rnnflow.sources import describe, source_table
+    from pydantic import ValidationError
+
+    from rnnflow.config import DataConfig, describe as one_line
+    from rnnflow.sources import describe, mask, source_table
 
     cols = pre.columns
     try:
         cfg = DataConfig(path=str(data), target=cols.targets, features=cols.features, time_column=cols.time,
                          id_column=cols.series_id, layout=cols.layout, time_format=pre.time_format,
                          **{k: v for k, v in (where or {}).items() if v is not None})
-    except ValueError as exc:  # e.g. an SQL URL without --table or --query
-        raise DataError(f"{data}: {str(exc).splitlines()[-1].strip().removeprefix('Value error, ')}") from None
+    except ValidationError as exc:  # e.g. an SQL URL without --table or --query
+        raise DataError(f"{mask(str(data))}: {one_line(exc)}") from None
     return source_table(cfg)[0], describe(cfg)
 
 

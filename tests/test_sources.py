@@ -150,6 +150,9 @@ def test_a_postgresql_table_trains_and_scores_and_its_password_reaches_no_store(
     assert main(["train", "--data", postgres.replace(password, "wrong-pw-1"), "--table", "sales", *SMALL]) == 2
     printed = capsys.readouterr()
     assert "password authentication failed" in printed.err and "wrong-pw-1" not in printed.err
+    assert main(["predict", "--data", postgres, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs --table NAME or --query" in err and password not in err
 
     client = MlflowClient()
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
