@@ -310,11 +310,11 @@ def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, cont
     ``rnnflow.rows``, ``rnnflow.first``, ``rnnflow.last``, which rows it saw; returns the digest."""
     import mlflow.data
 
-    from rnnflow.sources import is_url, label_of
+    from rnnflow.sources import is_url, label_of, source_for
 
     generated = source.startswith("preset:")  # no file behind it: MLflow records the code instead
     where = SQLDatasetSource(source) if is_url(source) else None if generated else source
-    name = label_of(source) if generated or is_url(source) else Path(source).name
+    name = Path(source).name if not generated and source_for(source) == "file" else label_of(source)
     dataset = mlflow.data.from_pandas(frame, source=where, name=name, targets=target)
     tags = [InputTag("mlflow.data.context", context),
             *(InputTag(f"rnnflow.{k}", str(v)) for k, v in (rows or {}).items())]
