@@ -54,7 +54,7 @@ def postgres():
     import tempfile
     from pathlib import Path
 
-    from rnnflow.team_services import _as_pg_user, _own, _pg_bin
+    from rnnflow.ops.team_services import _as_pg_user, _own, _pg_bin
 
     if not (shutil.which("initdb") or shutil.which("pg_config")):
         pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed on this machine")
