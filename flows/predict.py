@@ -1,4 +1,4 @@
-"""Batch scoring: forecasts of a registered model for a CSV or Parquet file."""
+"""Batch scoring: forecasts of a registered model for any source `--data` takes."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from tasks.scoring import forecast, write_predictions
 
 @flow(name="batch-predict")
 def batch_predict(data: str, out: str = "predictions.csv",
-                  model_uri: str = "models:/rnnflow@champion") -> str:
-    """Score ``data`` with ``model_uri`` and write the forecasts to ``out``."""
-    frame, _ = check_scoring_inputs(model_uri, data, out)
+                  model_uri: str = "models:/rnnflow@champion", table: str | None = None,
+                  query: str | None = None, duplicates: str = "fail") -> str:
+    """Score ``data`` (a file, folder, glob, or SQL URL with ``table`` or ``query``; a URL's
+    password as ``***``, read from RNNFLOW_DATA_PASSWORD) with ``model_uri``; write ``out``."""
+    where = {"table": table, "query": query, "duplicates": duplicates}
+    frame, _ = check_scoring_inputs(model_uri, data, out, where)
     path = write_predictions(forecast(model_uri, frame), out, model_uri)
     get_run_logger().info("wrote forecasts of %s to %s", model_uri, path)
     return path

@@ -9,7 +9,6 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_table_artifact
@@ -17,7 +16,9 @@ from prefect.artifacts import create_table_artifact
 from flows.promote import promote_flow
 from rnnflow import tracking, trials, tune
 from rnnflow.config import PipelineConfig, TuneConfig
+from rnnflow.dataset import source_of
 from rnnflow.holdout import Holdout
+from rnnflow.sources import label_of
 from rnnflow.summary import config_hash, git_commit
 from rnnflow.tracking import Decision
 from tasks.data import prepare_data
@@ -198,8 +199,8 @@ def _describe(cfg, name, best, result: VariantResult) -> str:
 
 
 def _data_label(cfg: PipelineConfig) -> str:
-    return Path(cfg.data.path).stem if cfg.data.source == "file" else cfg.preset
+    return label_of(source_of(cfg))
 
 
 def _data_source(cfg: PipelineConfig) -> str:
-    return cfg.data.path or f"preset:{cfg.preset}"
+    return source_of(cfg)  # a URL's password masked

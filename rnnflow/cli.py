@@ -57,6 +57,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+SCORING_WHERE = ("table", "query", "duplicates")  # where scoring's --data rows are, beside the value
 TUNE_FLAGS = ("trials", "study", "storage", "dask_address", "n_workers", "sampler", "sampler_seed",
               "pruner")
 
@@ -160,15 +161,19 @@ def _predict(args: argparse.Namespace) -> int:
     from rnnflow import scoring
     from rnnflow.data import DataError
 
+    from rnnflow.sources import hide_password
+
     preflight(prefect=args.flow)  # scoring without --flow needs no Prefect API
+    data = hide_password(args.data)  # the flow's parameters are stored by Prefect: never a password
+    where = {name: getattr(args, f"data.{name}") for name in SCORING_WHERE if hasattr(args, f"data.{name}")}
     try:
-        frame, model = scoring.check_scoring_inputs(args.model_uri, args.data, args.out)
+        frame, model = scoring.check_scoring_inputs(args.model_uri, data, args.out, where)
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     if args.flow:  # a tracked Prefect flow run, as the batch-predict deployment makes
         from flows.predict import batch_predict
 
-        path = run_work(batch_predict, data=str(args.data), out=str(args.out), model_uri=args.model_uri)
+        path = run_work(batch_predict, data=data, out=str(args.out), model_uri=args.model_uri, **where)
     else:
         try:
             predictions = model.predict(frame)
@@ -262,6 +267,10 @@ def _serve(args: argparse.Namespace) -> int:
     if args.config:
         load_config(args.config)  # fail now on a bad file, not in every scheduled run
         overrides = yaml.safe_load(args.config.read_text())
+        if (overrides.get("data") or {}).get("path"):  # deployment parameters are stored: never a password
+            from rnnflow.sources import hide_password
+
+            overrides["data"]["path"] = hide_password(str(overrides["data"]["path"]))
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
     preflight()
     try:
@@ -295,9 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tune)
     _add_section_flags(tune, "tune", only=TUNE_FLAGS)
     tune.set_defaults(func=_tune)
-    pred = sub.add_parser("predict", help="score a CSV/Parquet file with a registered model")
+    pred = sub.add_parser("predict", help="score a file, folder, glob or SQL table with a registered model")
     pred.add_argument("--model-uri", default="models:/rnnflow@champion", help="MLflow model URI")
-    pred.add_argument("--data", type=Path, required=True, help="CSV or Parquet file with the training columns")
+    pred.add_argument("--data", required=True, help="CSV/Parquet file, folder or glob of them, or an "
+                      "SQLAlchemy URL (with --table or --query), with the training columns")
+    _add_section_flags(pred, "data", only=SCORING_WHERE)
     pred.add_argument("--out", type=Path, default=Path("predictions.csv"), help="CSV or Parquet output")
     pred.add_argument("--flow", action="store_true",
                       help="run as a Prefect flow run (tracked in the Prefect UI); default: score directly")

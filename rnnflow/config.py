@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # The allowed names come from the core's own tables: a new cell, loss or optimizer is added there.
 from rnnmodel.engine import DEVICES, LOSSES, OPTIMIZERS
 from rnnmodel.models import CELLS
+from rnnflow.sources import SOURCES, hide_password, source_for
 
 Preset = Literal["smoothing", "sine", "panel", "tutorial"]
 Variant = Literal["rnn", "brnn"]
@@ -27,16 +28,24 @@ class Section(BaseModel):
 
 
 Normalize = Literal["auto", "none", "global", "window", "window_std", "diff"]
-GENERATED = ("random", "sine", "smoothing", "panel")
 
 
 class DataConfig(Section):
-    source: Literal["random", "sine", "smoothing", "panel", "file"] = Field(
+    source: Literal[tuple(SOURCES)] = Field(
         "smoothing", description="random (the tutorial's noise), sine (forecast noisy sines), "
         "smoothing (denoise every step), panel (many trending series of different level and "
-        "scale), file (your CSV/Parquet; set by --data)")
-    path: str | None = Field(None, description="CSV or Parquet file to train on",
+        "scale); set by --data: file (your CSV/Parquet), files (a folder or glob of them), "
+        "sql (an SQLAlchemy URL with --table or --query)")
+    path: str | None = Field(None, description="CSV or Parquet file, a folder or glob of them (read "
+                             "in time order), or an SQLAlchemy URL (with --table or --query; a "
+                             "password is kept in RNNFLOW_DATA_PASSWORD and shown as ***)",
                              json_schema_extra={"flag": "--data"})
+    table: str | None = Field(None, description="SQL source: the table to read")
+    query: str | None = Field(None, description="SQL source: the SELECT whose rows to read "
+                              "(runs name it by its hash)")
+    duplicates: Literal["fail", "last", "first"] = Field(
+        "fail", description="Folder or glob: a time stamp in two files fails, or the later (last) "
+        "or earlier (first) file's row wins")
     target: list[str] = Field([], description="Target column(s) of the file (repeatable)")
     features: list[str] = Field([], description="Extra input columns (targets are inputs too)")
     time_column: str | None = Field(None, description="Column with the time stamps (dates, ISO text, "
@@ -76,17 +85,29 @@ class DataConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _file_source(cls, values: Any) -> Any:
+    def _data_source(cls, values: Any) -> Any:
         if isinstance(values, dict) and values.get("path") and "source" not in values:
-            values = {**values, "source": "file"}
+            values = {**values, "source": source_for(str(values["path"]))}
         return values
+
+    @field_validator("path")
+    @classmethod
+    def _no_password(cls, path: str | None) -> str | None:
+        # Before the config exists: nothing logged, tagged or passed on can hold the password.
+        return path and hide_password(path)
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
-        if self.source == "file" and not (self.path and self.target):
-            raise ValueError("source 'file' needs path (--data FILE) and at least one target (--target COL)")
-        if self.path and self.source != "file":
-            raise ValueError(f"path is only read with source 'file', not {self.source!r}")
+        if SOURCES[self.source].takes and not (self.path and self.target):
+            raise ValueError(f"source {self.source!r} needs path (--data) and at least one target (--target COL)")
+        if self.path and not SOURCES[self.source].takes:
+            raise ValueError(f"path is only read with a source that reads --data, not {self.source!r}")
+        if self.source == "sql" and bool(self.table) == bool(self.query):
+            raise ValueError(f"an SQL source needs --table NAME or --query \"SELECT ...\" (one of them), "
+                             f"got {'both' if self.table else 'neither'}")
+        if self.source != "sql" and (self.table or self.query):
+            raise ValueError(f"--{'table' if self.table else 'query'} is read with an SQL URL as --data, "
+                             f"not with source {self.source!r}")
         if self.layout == "wide" and len(self.target) != 1:
             raise ValueError("layout 'wide' melts the file into one series: give exactly one target name")
         if self.per_step and self.normalize in ("window", "window_std", "diff"):
@@ -101,7 +122,7 @@ class DataConfig(Section):
     @property
     def per_step(self) -> bool:
         """True when the target has one value per input step (no forecast horizon)."""
-        return self.source in ("random", "smoothing")
+        return SOURCES[self.source].per_step
 
     @property
     def scaling(self) -> str:

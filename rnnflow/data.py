@@ -1,5 +1,5 @@
-"""Rows in, checked rows out: read a file or generate a preset's table, then select, type,
-order, check the time axis and fill what is missing. Training and serving call the same code.
+"""Rows in, checked rows out: select, type, order, check the time axis and fill what is
+missing. Training and serving call the same code; where rows come from is rnnflow.sources.
 
 Every problem raises ``DataError`` with one line that names the file, the column and what
 would fix it, so the CLI can print it and exit with code 2 before an MLflow run exists.
@@ -12,9 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from rnnflow.config import DataConfig
-from rnnmodel import synthetic
 
 READERS = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".pq": pd.read_parquet}
 SINGLE = "__single__"  # the series id of data without an id column
@@ -80,23 +77,6 @@ class TimeAxis:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def source_table(cfg: DataConfig) -> tuple[pd.DataFrame, Columns]:
-    """The raw rows of the configured source and the roles of their columns."""
-    if cfg.source == "file":
-        return read_table(cfg.path), Columns(list(cfg.target), list(cfg.features), cfg.time_column,
-                                             cfg.id_column, True, cfg.layout)
-    if cfg.source == "random":
-        table = synthetic.random_table(cfg.length, cfg.window, cfg.n_features, cfg.n_targets,
-                                       cfg.data_seed, cfg.val_fraction, cfg.test_fraction)
-        return pd.DataFrame(table), Columns([f"y{k}" for k in range(cfg.n_targets)],
-                                            [f"x{k}" for k in range(cfg.n_features)], targets_are_inputs=False)
-    if cfg.source == "smoothing":
-        table = synthetic.smoothing_table(cfg.n_series, cfg.length, cfg.noise, cfg.data_seed)
-        return pd.DataFrame(table), Columns(["signal"], ["noisy"], "time", "series", targets_are_inputs=False)
-    make = synthetic.sine_table if cfg.source == "sine" else synthetic.trend_table
-    return pd.DataFrame(make(cfg.n_series, cfg.length, cfg.noise, cfg.data_seed)), Columns(["value"], [], "time", "series")
 
 
 def show(t) -> str:

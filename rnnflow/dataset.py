@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
 from rnnflow.config import DataConfig, PipelineConfig
-from rnnflow.data import DataError, source_table
+from rnnflow.data import Columns, DataError, show
 from rnnflow.evaluate import backtest_folds
 from rnnflow.holdout import Holdout, holdout_of
 from rnnflow.preprocess import Preprocessor, Ranges, Windows
+from rnnflow.sources import describe, label_of, source_table
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Dataset:
     train: Windows
     val: Windows | None  # None when val_fraction is 0
     test: Windows | None  # None when test_fraction is 0
-    source: str  # the file, or preset:NAME
+    source: str  # the file, folder, glob or masked URL#table=NAME (rnnflow.sources.describe), or preset:NAME
     folds: dict = field(default_factory=dict, repr=False)  # backtest folds by count, cut once
 
     @property
@@ -34,33 +34,39 @@ class Dataset:
 
     @property
     def label(self) -> str:
-        """A short name for run names: the file's stem or the preset."""
-        return Path(self.source).stem if not self.source.startswith("preset:") else self.source[7:]
+        """A short name for run names: the file's stem, the folder, the table or the preset."""
+        return label_of(self.source)
+
+    @property
+    def rows(self) -> dict[str, str | int]:
+        """Which rows the run saw: their count and first and last time stamps (when there are)."""
+        time = self.pre.columns.time
+        span = {"first": show(self.frame[time].min()), "last": show(self.frame[time].max())} if time else {}
+        return {"rows": len(self.frame), **span}
 
 
 def source_of(cfg: PipelineConfig) -> str:
-    return cfg.data.path or f"preset:{cfg.preset}"
+    return describe(cfg.data) if cfg.data.path else f"preset:{cfg.preset}"
 
 
 # The CLI's preflight and the flow's first task read the same data in one process: keep the
-# last few, keyed by the data config and the file's size and modification time.
+# last few, keyed by the data config and the rows read (a source that grew is cut again).
 _CACHE: dict[tuple, Dataset] = {}
 
 
 def load_dataset(cfg: DataConfig, source: str) -> Dataset:
     """Read or generate the rows and cut them: each series split by time (its last rows are
     its test part), scalers fitted on training rows only. Raises DataError (one line)."""
-    stat = Path(cfg.path).stat() if cfg.path and Path(cfg.path).is_file() else None
-    key = (cfg.model_dump_json(), source, stat and (stat.st_size, stat.st_mtime_ns))
+    raw, columns = source_table(cfg)
+    key = (cfg.model_dump_json(), source, len(raw), int(pd.util.hash_pandas_object(raw).sum()))
     if key not in _CACHE:
         while len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = _load(cfg, source)
+        _CACHE[key] = _load(cfg, source, raw, columns)
     return _CACHE[key]
 
 
-def _load(cfg: DataConfig, source: str) -> Dataset:
-    raw, columns = source_table(cfg)
+def _load(cfg: DataConfig, source: str, raw: pd.DataFrame, columns: Columns) -> Dataset:
     pre = Preprocessor.from_config(cfg, columns)
     frame, pre = pre.prepare(raw, source)
     segments = pre.segments(frame, cfg.val_fraction, cfg.test_fraction, source)

@@ -1,36 +1,56 @@
-"""Score a file with a registered model: checked before any work, then forecasts written
-next to their time stamps. Used by `rnnflow predict` directly and by the batch-predict flow."""
+"""Score a source (file, folder or glob, SQL table or query) with a registered model: checked
+before any work, then forecasts written next to their time stamps. Used by `rnnflow predict`
+directly and by the batch-predict flow."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
 
-from rnnflow.data import DataError, columns_phrase, read_table
+from rnnflow.data import DataError, columns_phrase
 from rnnflow.tracking.models import load_model
 
 WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False),
            ".parquet": lambda df, p: df.to_parquet(p, index=False)}
 
 
-def check_scoring_inputs(model_uri: str, data: str | Path, out: str | Path
+def read_scoring_rows(data: str | Path, pre, where: Mapping | None = None) -> tuple[pd.DataFrame, str]:
+    """The rows of ``data`` (any source ``--data`` takes; ``where``: table, query, duplicates)
+    read with the model's column roles; returns them and the source's name for messages."""
+    from pydantic import ValidationError
+
+    from rnnflow.config import DataConfig, describe as one_line
+    from rnnflow.sources import describe, mask, source_table
+
+    cols = pre.columns
+    try:
+        cfg = DataConfig(path=str(data), target=cols.targets, features=cols.features, time_column=cols.time,
+                         id_column=cols.series_id, layout=cols.layout, time_format=pre.time_format,
+                         **{k: v for k, v in (where or {}).items() if v is not None})
+    except ValidationError as exc:  # e.g. an SQL URL without --table or --query
+        raise DataError(f"{mask(str(data))}: {one_line(exc)}") from None
+    return source_table(cfg)[0], describe(cfg)
+
+
+def check_scoring_inputs(model_uri: str, data: str | Path, out: str | Path, where: Mapping | None = None
                          ) -> tuple[pd.DataFrame, object]:
     """Everything scoring needs, checked before any work: the output type, the model, the
-    file, its columns, and that the model can cut at least one window from it. Returns the
-    model's columns of the file and the loaded pyfunc model."""
+    source, its columns, and that the model can cut at least one window from it. Returns the
+    model's columns of the source's rows and the loaded pyfunc model."""
     if Path(out).suffix.lower() not in WRITERS:
         raise DataError(f"{out}: write predictions to one of {sorted(WRITERS)}")
     model = load_model(model_uri)
     needed = model.metadata.get_input_schema().input_names()
-    frame = read_table(data)
+    forecaster = model.unwrap_python_model()
+    frame, data = read_scoring_rows(data, forecaster.pre, where)
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise DataError(f"{data}: {columns_phrase(missing)} that the model was trained on "
                         f"{'is' if len(missing) == 1 else 'are'} missing; the file has columns "
                         f"{', '.join(map(str, frame.columns))}")
     frame = frame[needed]  # the model's columns only: extra ones would make MLflow warn
-    forecaster = model.unwrap_python_model()
     rows, pre = forecaster.pre.prepare(frame, source=str(data), scoring=True)
     shortest = min((b - a for a, b in pre.series_rows(rows).values()), default=0)
     if shortest < pre.window:

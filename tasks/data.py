@@ -27,5 +27,5 @@ def cut_folds(ds: Dataset, cfg: PipelineConfig) -> list[Fold]:
 def log_parent(parent_id: str, ds: Dataset, cfg: PipelineConfig) -> None:
     """What the parent run trained on: the source, the variants, the data set."""
     tracking.log_params(parent_id, {"data": ds.source, "variants": ",".join(cfg.model.variants),
-                                    "normalize": ds.pre.scaling})
-    tracking.log_dataset(parent_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training")
+                                    "normalize": ds.pre.scaling, **{f"data_{k}": v for k, v in ds.rows.items()}})
+    tracking.log_dataset(parent_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training", ds.rows)

@@ -38,7 +38,8 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
     name = f"{cfg.model.cell}-{variant}"
     with tracking.tracked_run(cfg.tracking.experiment, name, parent_run_id, tags) as run_id:
         tracking.log_params(run_id, training.run_params(cfg, variant, device.type, ds))
-        tracking.log_dataset(run_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training")
+        tracking.log_dataset(run_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training",
+                             ds.rows)
         model = training.build_variant(cfg, ds, variant)
         history = fit(model, ds.train.sequences(), ds.val.sequences() if ds.val else None, cfg.train,
                       device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))

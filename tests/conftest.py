@@ -41,3 +41,40 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL with password sign-in over TCP (run as OS user postgres when
+    root, as PostgreSQL requires), shared by the session: ~3 s. Yields the URL with its password."""
+    import secrets
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from rnnflow.ops.team_services import _as_pg_user, _own, _pg_bin
+
+    if not (shutil.which("initdb") or shutil.which("pg_config")):
+        pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed on this machine")
+    home = Path(tempfile.mkdtemp(prefix="rnnflow-pg-", dir="/tmp"))  # the postgres user must enter it
+    home.chmod(0o755)
+    _own(home)
+    password = "pw-" + secrets.token_hex(8)
+    pwfile = home / "pwfile"
+    pwfile.write_text(password + "\n")
+    _own(pwfile)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run(_as_pg_user([_pg_bin(cmd[0]), *cmd[1:]]), check=True, capture_output=True)
+    run("initdb", "-D", str(home / "data"), "-U", "postgres", "--auth-local=trust",
+        "--auth-host=scram-sha-256", f"--pwfile={pwfile}")
+    run("pg_ctl", "-D", str(home / "data"), "-l", str(home / "log"), "-w", "-o",
+        f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start")
+    try:
+        yield f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/postgres"
+    finally:
+        run("pg_ctl", "-D", str(home / "data"), "-m", "fast", "stop")
+        shutil.rmtree(home, ignore_errors=True)

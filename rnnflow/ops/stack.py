@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rnnflow.ops.processes import free_port, write_private
 
-DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna")  # one cluster, one database each
+DATABASES = ("mlflow", "mlflow_auth", "prefect", "optuna", "data")  # one cluster, one database each; data: SQL sources
 SECRET_NAMES = ("pg_password", "admin_password", "runner_password", "viewer_password",
                 "prefect_password", "flask_secret")
 
@@ -92,7 +92,16 @@ class Stack:
         return {"MLFLOW_TRACKING_URI": self.mlflow_url, "MLFLOW_TRACKING_USERNAME": user,
                 "MLFLOW_TRACKING_PASSWORD": s.get(f"{user}_password", ""),
                 "PREFECT_API_URL": self.prefect_url,
-                "PREFECT_API_AUTH_STRING": f"admin:{s['prefect_password']}"}
+                "PREFECT_API_AUTH_STRING": f"admin:{s['prefect_password']}",
+                # --data URLs of the data database show the password as ***; readers fill it in
+                "RNNFLOW_DATA_PASSWORD": s["pg_password"]}
+
+    @property
+    def data_url(self) -> str:
+        """The SQL source database's URL, password masked (it is RNNFLOW_DATA_PASSWORD)."""
+        from rnnflow.sources import mask
+
+        return mask(self.db_url("data", "postgresql+psycopg"))
 
     def worker_env(self, user: str = "runner") -> dict[str, str]:
         env = os.environ.get

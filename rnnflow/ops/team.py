@@ -70,7 +70,8 @@ def status(stack: Stack) -> dict[str, str]:
 
 
 def print_env(stack: Stack, user: str = "runner") -> str:
-    return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items())
+    # The data password stays in env.sh (mode 600): the data URL is printed as ***, and so is it.
+    return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items() if k != "RNNFLOW_DATA_PASSWORD")
 
 
 def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str:
@@ -104,6 +105,8 @@ def main(action: str, home: str | None = None, user: str = "runner", permission:
         up(stack)
         print(f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})")
         print(f"  MLflow UI {stack.mlflow_url}   Prefect UI {stack.prefect_url[:-4]}")
+        print(f"  data database {stack.data_url} (password: RNNFLOW_DATA_PASSWORD in env.sh; "
+              "--data URL --table NAME)")
         print("  export these to use the stack (also in env.sh, mode 600):")
         print(print_env(stack, user))
         return 0

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
@@ -183,16 +184,54 @@ def run_url(run_id: str) -> str:
     return f"{base}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
-def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, context: str) -> str:
-    """Record the data a run read (name, source, digest, schema); returns the digest."""
+def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, context: str,
+                rows: Mapping[str, object] | None = None) -> str:
+    """Record the data a run read (name, source, digest, schema) and, as the input's tags
+    ``rnnflow.rows``, ``rnnflow.first``, ``rnnflow.last``, which rows it saw; returns the digest."""
     import mlflow.data
 
+    from rnnflow.sources import is_url, label_of, source_for
+
     generated = source.startswith("preset:")  # no file behind it: MLflow records the code instead
-    dataset = mlflow.data.from_pandas(frame, source=None if generated else source,
-                                      name=source if generated else Path(source).name, targets=target)
-    client().log_inputs(run_id, datasets=[DatasetInput(
-        dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+    where = SQLDatasetSource(source) if is_url(source) else None if generated else source
+    name = Path(source).name if not generated and source_for(source) == "file" else label_of(source)
+    dataset = mlflow.data.from_pandas(frame, source=where, name=name, targets=target)
+    tags = [InputTag("mlflow.data.context", context),
+            *(InputTag(f"rnnflow.{k}", str(v)) for k, v in (rows or {}).items())]
+    client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
     return dataset.digest
+
+
+class SQLDatasetSource(DatasetSource):
+    """An SQL table or query as a data set's source: the URL (password masked), and the table
+    or the query's hash. MLflow has no source for SQL databases."""
+
+    def __init__(self, source: str):
+        self.url, _, self.what = source.partition("#")
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "sql"
+
+    def load(self, **kwargs):
+        raise NotImplementedError("read it with rnnflow.sources.load_rows")
+
+    @staticmethod
+    def _can_resolve(raw_source) -> bool:
+        return False  # only ever made on purpose, never guessed from a string
+
+    @classmethod
+    def _resolve(cls, raw_source) -> SQLDatasetSource:
+        return cls(raw_source)
+
+    def to_dict(self) -> dict[str, str]:
+        key, _, value = self.what.partition("=")
+        return {"url": self.url, key or "table": value}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict) -> SQLDatasetSource:
+        what = "table=" + source_dict["table"] if "table" in source_dict else "query=" + source_dict.get("query", "")
+        return cls(f"{source_dict['url']}#{what}")
 
 
 def _now_ms() -> int:

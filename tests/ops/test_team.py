@@ -484,6 +484,16 @@ def test_secrets_are_private_and_stable(tmp_path, monkeypatch):
     assert env["PREFECT_API_AUTH_STRING"] == f"admin:{first['prefect_password']}"
 
 
+def test_the_data_database_is_named_with_its_password_masked(tmp_path):
+    from rnnflow.ops.team import print_env
+
+    st = Stack(tmp_path)
+    password = st.secrets()["pg_password"]
+    assert st.data_url == f"postgresql+psycopg://data:***@{st.host}:{st.pg_port}/data"
+    assert st.env()["RNNFLOW_DATA_PASSWORD"] == password  # env.sh and the workers: *** URLs resolve
+    assert password not in print_env(st)
+
+
 def test_status_of_a_stack_that_is_not_up(tmp_path):
     st = Stack(tmp_path, pg_port=free_port(), mlflow_port=free_port(), prefect_port=free_port())
     states = status(st)
