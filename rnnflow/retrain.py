@@ -46,7 +46,8 @@ def preflight_retrain(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
     try:
         warm = warmstart.load(spec, cfg.tracking.model_name)
     except ValueError as exc:
-        raise ConfigError(str(exc).replace("train.warm_start: ", "retrain: ", 1)) from None
+        raise ConfigError(str(exc).replace("train.warm_start: ", "retrain: ", 1)
+                          .replace("train one first or start cold", "train one first (rnnflow train)")) from None
     configs = {role: preflight_train(c) for role, c in challenger_configs(cfg, warm).items()}
     champion = _champion_run(cfg.tracking.model_name)
     if champion is not None:

@@ -76,8 +76,11 @@ class WarmStart:
         diff = [f"{f} {getattr(own, f)!r} (this config: {getattr(config, f)!r})"
                 for f in SHAPE_FIELDS if getattr(own, f) != getattr(config, f)]
         if diff:
-            hint = (f" (--variants {'brnn' if own.bidirectional else 'rnn'})"
-                    if own.bidirectional != config.bidirectional else "")
+            flags = {"cell": f"--cell {own.cell}", "hidden_size": f"--hidden-size {own.hidden_size}",
+                     "num_layers": f"--num-layers {own.num_layers}", "horizon": f"--horizon {own.horizon}",
+                     "bidirectional": f"--variants {'brnn' if own.bidirectional else 'rnn'}"}
+            named = [flags[f] for f in SHAPE_FIELDS if f in flags and getattr(own, f) != getattr(config, f)]
+            hint = f" ({' '.join(named)})" if named else ""
             raise WarmStartError(f"train.warm_start: {self.uri} has another network than variant "
                                  f"{variant}: {'; '.join(diff)}; train the same network{hint} or start cold")
 
