@@ -47,7 +47,7 @@ def preflight_retrain(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
         warm = warmstart.load(spec, cfg.tracking.model_name)
     except ValueError as exc:
         raise ConfigError(str(exc).replace("train.warm_start: ", "retrain: ", 1)
-                          .replace("train one first or start cold", "train one first (rnnflow train)")) from None
+                          .replace("or start cold", "(rnnflow train)")) from None
     configs = {role: preflight_train(c) for role, c in challenger_configs(cfg, warm).items()}
     champion = _champion_run(cfg.tracking.model_name)
     if champion is not None:
@@ -65,7 +65,7 @@ def _champion_run(name: str) -> tuple[str, str] | None:
     """(version, run id) of the champion of ``name``, None when it has none."""
     from rnnflow import tracking
 
-    version = tracking.alias_version(name, registry.CHAMPION)
+    version = registry.alias_version(tracking.client(), name, registry.CHAMPION)
     return None if version is None else (version, tracking.client().get_model_version(name, version).run_id)
 
 

@@ -8,7 +8,6 @@ Every mismatch is one line that names the field and both values, raised before a
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, fields, replace
 
 from rnnflow.preprocess import Preprocessor
@@ -25,8 +24,6 @@ REFIT_SCALERS = True
 ROLES = ("targets", "features", "time", "series_id", "targets_are_inputs", "layout")
 # Dropout shapes no weight: a retrain may change it and still start from the same weights.
 SHAPE_FIELDS = tuple(f.name for f in fields(NetworkConfig) if f.name != "dropout")
-
-_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))$")
 
 
 class WarmStartError(ValueError):
@@ -95,32 +92,15 @@ def resolve_uri(spec: str, model_name: str) -> tuple[str, str]:
     """``champion`` (of ``model_name``), ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or
     ``runs:/RUN_ID/PATH`` -> (a URI that no longer moves, the run id that logged it).
     WarmStartError when it names nothing in the registry."""
-    from mlflow.exceptions import MlflowException
-
-    from rnnflow import tracking
+    from rnnflow import registry, tracking
 
     if spec == CHAMPION:
         spec = f"models:/{model_name}@{CHAMPION}"
-    if spec.startswith("runs:/"):
-        run_id = spec[len("runs:/"):].split("/", 1)[0]
-        try:
-            tracking.client().get_run(run_id)
-        except MlflowException:
-            raise WarmStartError(f"train.warm_start: no MLflow run {run_id!r} ({spec})") from None
-        return spec, run_id
-    match = _URI.match(spec)
-    if not match:
-        raise WarmStartError(f"train.warm_start: {spec!r} is not 'champion', models:/NAME@ALIAS, "
-                             "models:/NAME/VERSION or runs:/RUN_ID/model")
-    name, version, alias = match["name"], match["version"], match["alias"]
-    client = tracking.client()
     try:
-        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        what = f"version {version}" if version else f"alias {alias!r}"
-        raise WarmStartError(f"train.warm_start: registered model {name!r} has no {what} "
-                             f"to start from ({spec}); train one first or start cold") from None
-    return f"models:/{name}/{mv.version}", mv.run_id
+        return registry.pin_model_uri(tracking.client(), spec)
+    except ValueError as exc:
+        missing = "; train one first or start cold" if " has no " in str(exc) else ""
+        raise WarmStartError(f"train.warm_start: {exc}{missing}") from None
 
 
 _LOADED: dict[tuple, WarmStart] = {}
