@@ -6,9 +6,8 @@ from prefect import flow, get_run_logger, runtime
 
 from flows.promote import promote_flow
 from flows.train import train_flow
-from rnnflow import retrain
+from rnnflow import retrain, tracking
 from rnnflow.config import PipelineConfig
-from rnnflow.holdout import challenger_holdout
 from rnnflow.retrain import RetrainSummary
 from tasks.retrain import record_judgement, score_challengers
 
@@ -23,7 +22,7 @@ def retrain_flow(config: PipelineConfig = PipelineConfig()) -> RetrainSummary:
     name, tracking_cfg = config.tracking.model_name, config.tracking
     challengers = {role: train_flow(configs[role], promote=False) for role in retrain.ROLES}
     versions = {role: s.version for role, s in challengers.items()}
-    _, holdout = challenger_holdout(name, versions["warm"])
+    _, holdout = tracking.challenger_holdout(name, versions["warm"])
     summary = RetrainSummary(name, configs["warm"].train.warm_start, challengers)
     summary.scores = score_challengers(name, versions, holdout, tracking_cfg.metric)
     summary.best = retrain.pick(summary.scores)

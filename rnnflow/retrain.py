@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rnnflow import registry, warmstart
+from rnnflow import tracking, warmstart
 from rnnflow.config import ConfigError, ModelConfig, PipelineConfig
 from rnnflow.data import SINGLE, Columns, show
 from rnnflow.holdout import Holdout
@@ -51,10 +51,8 @@ def preflight_retrain(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
     configs = {role: preflight_train(c) for role, c in challenger_configs(cfg, warm).items()}
     champion = _champion_run(cfg.tracking.model_name)
     if champion is not None:
-        from rnnflow.holdout import load_holdout
-
         try:
-            check_judging_rows(load_holdout(champion[1]), dataset(configs["warm"]).holdout,
+            check_judging_rows(tracking.load_holdout(champion[1]), dataset(configs["warm"]).holdout,
                                f"{cfg.tracking.model_name} v{champion[0]}", warm.pre.columns)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -63,9 +61,7 @@ def preflight_retrain(cfg: PipelineConfig) -> dict[str, PipelineConfig]:
 
 def _champion_run(name: str) -> tuple[str, str] | None:
     """(version, run id) of the champion of ``name``, None when it has none."""
-    from rnnflow import tracking
-
-    version = registry.alias_version(tracking.client(), name, registry.CHAMPION)
+    version = tracking.alias_version(tracking.client(), name, tracking.CHAMPION)
     return None if version is None else (version, tracking.client().get_model_version(name, version).run_id)
 
 
@@ -98,7 +94,7 @@ class RetrainSummary:
     challengers: dict[str, TrainSummary]  # by role
     scores: dict[str, float] = field(default_factory=dict)  # role -> rel error on the newest rows
     best: str = ""  # the role of the better challenger
-    decision: registry.Decision | None = None
+    decision: tracking.Decision | None = None
 
 
 def pick(scores: dict[str, float]) -> str:

@@ -92,12 +92,12 @@ def resolve_uri(spec: str, model_name: str) -> tuple[str, str]:
     """``champion`` (of ``model_name``), ``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or
     ``runs:/RUN_ID/PATH`` -> (a URI that no longer moves, the run id that logged it).
     WarmStartError when it names nothing in the registry."""
-    from rnnflow import registry, tracking
+    from rnnflow import tracking
 
     if spec == CHAMPION:
         spec = f"models:/{model_name}@{CHAMPION}"
     try:
-        return registry.pin_model_uri(tracking.client(), spec)
+        return tracking.pin_model_uri(tracking.client(), spec)
     except ValueError as exc:
         missing = "; train one first or start cold" if " has no " in str(exc) else ""
         raise WarmStartError(f"train.warm_start: {exc}{missing}") from None
@@ -109,7 +109,7 @@ _LOADED: dict[tuple, WarmStart] = {}
 def load(spec: str, model_name: str, refit_scalers: bool = REFIT_SCALERS) -> WarmStart:
     """The warm start ``spec`` names (see ``resolve_uri``), its model loaded once per process."""
     from rnnflow.forecaster import load_forecaster
-    from rnnflow.registry import missing_artifacts
+    from rnnflow.tracking import missing_artifacts
 
     uri, run_id = resolve_uri(spec, model_name)
     key = (uri, run_id, refit_scalers)

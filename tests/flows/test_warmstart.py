@@ -14,7 +14,7 @@ from rnnflow.cli import main
 from rnnflow.dataset import load_dataset
 from rnnflow.forecaster import load_network
 from rnnflow.preflight import preflight_train
-from rnnflow.registry import CHAMPION, PREVIOUS, snapshot_aliases
+from rnnflow.tracking.registry import CHAMPION, PREVIOUS, snapshot_aliases
 from rnnflow.retrain import TAG
 from tests.conftest import tiny_config
 
