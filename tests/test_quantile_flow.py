@@ -1,6 +1,10 @@
 """Quantile models end to end: trained and calibrated by the flow, served as logged, gated on
 their intervals."""
 
+import os
+import sys
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -15,6 +19,7 @@ from rnnflow.dataset import load_dataset, source_of
 from rnnflow.forecaster import load_forecaster
 from rnnflow.registry import CHAMPION, TAG, snapshot_aliases
 from tests.conftest import tiny_config
+from tests.test_team import served_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -35,7 +40,7 @@ def served_quantiles(model_uri: str, ds) -> np.ndarray:
     return got[["value_q0.1", "value", "value_q0.9"]].to_numpy().reshape(len(ds.test), ds.pre.steps, 1, 3)
 
 
-def test_quantile_flow_serves_what_it_logged_and_gates_an_overconfident_challenger(mlflow_store):
+def test_quantile_flow_serves_what_it_logged_and_gates_an_overconfident_challenger(mlflow_store, tmp_path):
     cfg = tiny_config(**CFG)
     summary = train_flow(cfg)
     client, best = MlflowClient(), summary.results[summary.best]
@@ -52,6 +57,13 @@ def test_quantile_flow_serves_what_it_logged_and_gates_an_overconfident_challeng
     # served = logged: the pyfunc's columns and its holdout scores are the training's
     ds = load_dataset(cfg.data, source_of(cfg))
     np.testing.assert_allclose(served_quantiles(best.model_uri, ds), best.quantiles, rtol=1e-5, atol=1e-6)
+    frame = ds.raw[ds.raw["series"] == ds.raw["series"].iloc[-1]].tail(ds.pre.window)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    rest = served_table(best.model_uri, env, frame, tmp_path)  # mlflow models serve
+    local = mlflow.pyfunc.load_model(best.model_uri).predict(frame)
+    assert list(rest.columns)[-3:] == ["value", "value_q0.1", "value_q0.9"]
+    np.testing.assert_allclose(rest[["value", "value_q0.1", "value_q0.9"]].to_numpy(float),
+                               local[["value", "value_q0.1", "value_q0.9"]].to_numpy(float), rtol=1e-6)
     on_holdout = holdout.score(best.model_uri, ds.holdout)
     assert on_holdout["coverage_80"] == pytest.approx(m["test_coverage_80"])
     assert on_holdout["interval_score_80"] == pytest.approx(m["test_interval_score_80"])
