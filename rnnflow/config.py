@@ -203,9 +203,13 @@ class TrackingConfig(Section):
         "promotion (on the holdout); with several targets, the mean of each target's error over "
         "the naive forecast's, so no target's units drown another's; interval_score (Winkler, "
         "mean over the central intervals) and crps need --quantiles")
+    # 0.15: the shared files' test parts have 36-46 one-step rows, where the binomial spread of
+    # an 80 % coverage alone is 0.06-0.07; 0.15 (over two of those) lets a calibrated model
+    # through about 97 % of the time and stops one whose intervals are off by more (measured:
+    # benchmarks/RESULTS.md, issue 21).
     max_coverage_error: float = Field(
-        0.1, gt=0, le=1, description="With --quantiles: a challenger whose holdout coverage of any "
-        "central interval is further than this from nominal (e.g. 0.8 +- 0.1) is registered, "
+        0.15, gt=0, le=1, description="With --quantiles: a challenger whose holdout coverage of any "
+        "central interval is further than this from nominal (e.g. 0.8 +- 0.15) is registered, "
         "tagged with why, and never champion")
     register_best: bool = Field(True, description="Register the best variant in the model registry")
 

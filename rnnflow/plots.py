@@ -55,11 +55,7 @@ def forecast_vs_actual(actual: np.ndarray, predictions: Mapping[str, np.ndarray]
             raise ValueError(f"prediction of {name!r} has shape {pred.shape}, "
                              f"actual has {actual.shape}")
         ax.plot(steps, pred, color=f"C{i % 10}", linewidth=1.2, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("value")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    _label(ax, title)
     return fig
 
 
@@ -98,12 +94,17 @@ def forecast_bands(actual: np.ndarray, bands: Mapping[str, tuple[np.ndarray, np.
         ax.fill_between(steps, lo, hi, color=color, alpha=0.25, linewidth=0, label=f"{name} {label}")
         ax.plot(steps, mid, color=color, linewidth=1.2, label=f"{name} median")
     ax.plot(steps, actual, color=ACTUAL_COLOR, linewidth=1.5, label="actual")
+    _label(ax, title)
+    return fig
+
+
+def _label(ax, title: str) -> None:
+    """Step and value axes, title, a light grid and the legend of a forecast figure."""
     ax.set_xlabel("step")
     ax.set_ylabel("value")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return fig
 
 
 def comparison_table(rows: Sequence[Mapping[str, object]], sort_by: str = "rmse") -> pd.DataFrame:
