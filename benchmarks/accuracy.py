@@ -374,15 +374,15 @@ def summary(results: list[FileResult], extra: list[str], quick: bool) -> dict:
     }
     if any(r.intervals for r in ok):  # issue 21's goals, on the variant rnnflow picked
         cov = {r.case.name: round(r.intervals[r.chosen]["coverage"], 3) for r in ok if r.chosen in r.intervals}
-        ahead = [r for r in ok if r.chosen in r.intervals and "AutoARIMA" in r.intervals]
+        with_arima = [r for r in ok if r.chosen in r.intervals and "AutoARIMA" in r.intervals]
         out["coverage_80"] = cov
         out["coverage_80_raw"] = {r.case.name: round(r.intervals[r.chosen + " raw"]["coverage"], 3)
                                   for r in ok if r.chosen + " raw" in r.intervals}
         out["coverage_in_0.75-0.85"] = f"{sum(0.75 <= c <= 0.85 for c in cov.values())}/{len(results)}"
         out["coverage_in_0.70-0.90"] = f"{sum(0.70 <= c <= 0.90 for c in cov.values())}/{len(results)}"
         out["interval_score_ahead_of_AutoARIMA"] = (
-            f"{sum(r.intervals[r.chosen]['interval_score'] < r.intervals['AutoARIMA']['interval_score'] for r in ahead)}"
-            f"/{len(ahead)}" if ahead else "statsforecast not installed")
+            f"{sum(r.intervals[r.chosen]['interval_score'] < r.intervals['AutoARIMA']['interval_score'] for r in with_arima)}"
+            f"/{len(with_arima)}" if with_arima else "statsforecast not installed")
     out["targets_met"] = {
         "skill_positive_where_stats_beat_naive": bool(with_ets) and all(r.skill > 0 for r in need)
         and len(ok) == len(results),
