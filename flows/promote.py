@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import math
 
-import mlflow
 from prefect import flow, get_run_logger, runtime
 from prefect.transactions import transaction
 
-from rnnflow import locks, registry, tracking
-from rnnflow.holdout import challenger_holdout
+from rnnflow import tracking
 from tasks.promote import move_champion, publish_decision, score_version
 
 
 @flow(name="promote")
 def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                  metric: str = "rmse", min_skill: float = 0.0, version: str | None = None,
-                 force: bool = False, max_coverage_error: float = 0.15) -> registry.Decision:
+                 force: bool = False, max_coverage_error: float = 0.15) -> tracking.Decision:
     """Score the champion and challenger ``version`` on the challenger's holdout (their error
     relative to the naive forecast's, mean over targets); promote only a challenger that beats
     the naive baselines by ``min_skill`` and the champion by ``min_improvement`` (or
@@ -30,16 +28,16 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
     """
     client = tracking.client()
     if force:
-        registry.require_version(client, model_name, str(version))
+        tracking.require_version(client, model_name, str(version))
         holdout = None
     else:
-        version, holdout = challenger_holdout(model_name, version)
+        version, holdout = tracking.challenger_holdout(model_name, version)
     log = get_run_logger()
-    with locks.promotion_lock(client, mlflow.get_tracking_uri(), model_name):
-        champion = registry.alias_version(client, model_name, registry.CHAMPION)
+    with tracking.promotion_lock(client, tracking.tracking_uri(), model_name):
+        champion = tracking.alias_version(client, model_name, tracking.CHAMPION)
         if champion == str(version):
             log.info("%s v%s already is the champion", model_name, version)
-            return registry.Decision(False, f"v{version} already is the champion", None,
+            return tracking.Decision(False, f"v{version} already is the champion", None,
                                      math.nan, None, min_improvement, unchanged=True)
         decision = (_forced(version, min_improvement) if force
                     else _judge(model_name, version, champion, holdout, metric, min_improvement, min_skill,
@@ -51,8 +49,8 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                   "prefect_flow_run_id": str(runtime.flow_run.id)}
         with transaction() as txn:
             txn.set("name", model_name)
-            txn.set("aliases_before", registry.snapshot_aliases(client, model_name))
-            txn.set("tags_before", registry.promotion_tags(client, model_name, [version, champion]))
+            txn.set("aliases_before", tracking.snapshot_aliases(client, model_name))
+            txn.set("tags_before", tracking.promotion_tags(client, model_name, [version, champion]))
             move_champion(model_name, version, decision, record)
             publish_decision(model_name, version, champion, decision, record)
     log.info("%s v%s: %s (%s)", model_name, version,
@@ -61,7 +59,7 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
 
 
 def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
-           min_improvement: float, min_skill: float, max_coverage_error: float = 0.15) -> registry.Decision:
+           min_improvement: float, min_skill: float, max_coverage_error: float = 0.15) -> tracking.Decision:
     """The gate on both scores and the challenger's skill over the naive baselines; a
     challenger that cannot be loaded fails the flow, a champion that cannot be loaded or
     cannot answer the challenger's holdout loses (the reason says why)."""
@@ -84,7 +82,7 @@ def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
         error = f"v{champion} gives no intervals to score by {key}"
     if key not in challenger.metrics:
         raise ValueError(f"{name} v{version} has no {key} on the holdout (a point model): judge it by rmse")
-    return registry.decide(incumbent.metrics.get(key) if incumbent and incumbent.metrics and error is None else None,
+    return tracking.decide(incumbent.metrics.get(key) if incumbent and incumbent.metrics and error is None else None,
                            challenger.metrics[key], min_improvement, skills, min_skill, error,
                            coverage_of(challenger.metrics), max_coverage_error)
 
@@ -94,10 +92,10 @@ def coverage_of(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
     return {k[9:]: (float(k[9:]) / 100, v) for k, v in metrics.items() if k.startswith("coverage_")}
 
 
-def decision_skills(decision: registry.Decision) -> dict[str, float]:
+def decision_skills(decision: tracking.Decision) -> dict[str, float]:
     return {f"skill_{b}": v for b, v in (decision.skills or {}).items()}
 
 
-def _forced(version: str, min_improvement: float) -> registry.Decision:
-    return registry.Decision(True, f"forced by an operator (rnnflow promote --force {version})",
+def _forced(version: str, min_improvement: float) -> tracking.Decision:
+    return tracking.Decision(True, f"forced by an operator (rnnflow promote --force {version})",
                              None, math.nan, None, min_improvement)

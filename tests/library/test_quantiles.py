@@ -9,7 +9,7 @@ import torch
 
 from rnnflow.config import ConfigError
 from rnnflow.forecaster import quantile_columns
-from rnnflow.registry import decide
+from rnnflow.tracking import decide
 from rnnmodel import fit, init_model
 from rnnmodel.quantiles import (PinballLoss, conformal_shifts, interval_scores, observed_levels,
                                 pinball)

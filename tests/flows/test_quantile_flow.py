@@ -17,9 +17,9 @@ from flows.train import train_flow
 from rnnflow import holdout, intervals, tracking, training
 from rnnflow.dataset import load_dataset, source_of
 from rnnflow.forecaster import load_forecaster
-from rnnflow.registry import CHAMPION, TAG, snapshot_aliases
+from rnnflow.tracking.registry import CHAMPION, TAG, snapshot_aliases
 from tests.conftest import tiny_config
-from tests.test_team import served_table
+from tests.ops.test_team import served_table
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
@@ -64,7 +64,7 @@ def test_quantile_flow_serves_what_it_logged_and_gates_an_overconfident_challeng
     assert list(rest.columns)[-3:] == ["value", "value_q0.1", "value_q0.9"]
     np.testing.assert_allclose(rest[["value", "value_q0.1", "value_q0.9"]].to_numpy(float),
                                local[["value", "value_q0.1", "value_q0.9"]].to_numpy(float), rtol=1e-6)
-    on_holdout = holdout.score(best.model_uri, ds.holdout)
+    on_holdout = holdout.score(mlflow.pyfunc.load_model(best.model_uri), ds.holdout)
     assert on_holdout["coverage_80"] == pytest.approx(m["test_coverage_80"])
     assert on_holdout["interval_score_80"] == pytest.approx(m["test_interval_score_80"])
     assert summary.decision.coverage == {"80": (0.8, pytest.approx(m["test_coverage_80"]))}
@@ -75,7 +75,7 @@ def test_quantile_flow_serves_what_it_logged_and_gates_an_overconfident_challeng
     shift[..., 0], shift[..., 2] = 1e3, -1e3  # lower level up, upper down: sorted onto the median
     network.calibrate(shift)
     with tracking.tracked_run(cfg.tracking.experiment, "overconfident") as run_id:
-        holdout.log_holdout(run_id, ds.holdout)
+        tracking.log_holdout(run_id, ds.holdout)
         uri = training.log_model(run_id, network, ds)
     version = tracking.register(uri, "rnnflow", {})
     decision = promote_flow("rnnflow", metric="interval_score", max_coverage_error=0.3, version=version)
