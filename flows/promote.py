@@ -14,11 +14,12 @@ from tasks.promote import move_champion, publish_decision, score_version
 @flow(name="promote")
 def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                  metric: str = "rmse", min_skill: float = 0.0, version: str | None = None,
-                 force: bool = False) -> tracking.Decision:
+                 force: bool = False, max_coverage_error: float = 0.15) -> tracking.Decision:
     """Score the champion and challenger ``version`` on the challenger's holdout (their error
     relative to the naive forecast's, mean over targets); promote only a challenger that beats
     the naive baselines by ``min_skill`` and the champion by ``min_improvement`` (or
-    unconditionally with ``force``, for an operator).
+    unconditionally with ``force``, for an operator). A quantile challenger whose central
+    intervals cover the holdout further than ``max_coverage_error`` from nominal is kept out.
 
     ``version`` defaults to the one the challenger alias points at, read once: a training passes
     the version it registered, so another run moving the alias cannot change what is judged.
@@ -39,8 +40,11 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
             return tracking.Decision(False, f"v{version} already is the champion", None,
                                      math.nan, None, min_improvement, unchanged=True)
         decision = (_forced(version, min_improvement) if force
-                    else _judge(model_name, version, champion, holdout, metric, min_improvement, min_skill))
+                    else _judge(model_name, version, champion, holdout, metric, min_improvement, min_skill,
+                             max_coverage_error))
         record = {"metric": f"rel_{metric}", "holdout_digest": holdout.digest if holdout else "none",
+                  **({"max_coverage_error": max_coverage_error} if decision.coverage else {}),
+                  **{f"coverage_{k}": v for k, (_, v) in (decision.coverage or {}).items()},
                   "min_skill": min_skill, **decision_skills(decision),
                   "prefect_flow_run_id": str(runtime.flow_run.id)}
         with transaction() as txn:
@@ -55,7 +59,7 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
 
 
 def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
-           min_improvement: float, min_skill: float) -> tracking.Decision:
+           min_improvement: float, min_skill: float, max_coverage_error: float = 0.15) -> tracking.Decision:
     """The gate on both scores and the challenger's skill over the naive baselines; a
     challenger that cannot be loaded fails the flow, a champion that cannot be loaded or
     cannot answer the challenger's holdout loses (the reason says why)."""
@@ -74,8 +78,18 @@ def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
             error = incumbent.unavailable
         else:  # it loads but cannot answer this holdout (other columns, other task)
             error = str(state.message or "it cannot be scored on this holdout").splitlines()[0][:200]
-    return tracking.decide(incumbent.metrics[key] if incumbent and incumbent.metrics else None,
-                           challenger.metrics[key], min_improvement, skills, min_skill, error)
+    if incumbent and incumbent.metrics and key not in incumbent.metrics and error is None:
+        error = f"v{champion} gives no intervals to score by {key}"
+    if key not in challenger.metrics:
+        raise ValueError(f"{name} v{version} has no {key} on the holdout (a point model): judge it by rmse")
+    return tracking.decide(incumbent.metrics.get(key) if incumbent and incumbent.metrics and error is None else None,
+                           challenger.metrics[key], min_improvement, skills, min_skill, error,
+                           coverage_of(challenger.metrics), max_coverage_error)
+
+
+def coverage_of(metrics: dict[str, float]) -> dict[str, tuple[float, float]]:
+    """Interval name -> (nominal, observed coverage) from holdout metrics (``coverage_80``)."""
+    return {k[9:]: (float(k[9:]) / 100, v) for k, v in metrics.items() if k.startswith("coverage_")}
 
 
 def decision_skills(decision: tracking.Decision) -> dict[str, float]:

@@ -78,7 +78,8 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
     if summary.version:  # after the study's run ends FINISHED: only a good study is promoted
         summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
                                         cfg.tracking.metric, cfg.tracking.min_skill,
-                                        version=summary.version)
+                                        version=summary.version,
+                                        max_coverage_error=cfg.tracking.max_coverage_error)
         aliases = tracking.snapshot_aliases(tracking.client(), cfg.tracking.model_name)
         summary.aliases = sorted(a for a, v in aliases.items() if v == summary.version)
     return summary

@@ -197,7 +197,7 @@ def _promote(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     decision = run_work(promote_flow, cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
-                        version=version, force=bool(args.force))
+                        version=version, force=bool(args.force), max_coverage_error=cfg.max_coverage_error)
     verdict = "" if decision.unchanged else "promoted: " if decision.promote else "not promoted: "
     print(f"rnnflow promote: {verdict}{decision.reason}")
     return EXIT_OK
@@ -277,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run as a Prefect flow run (tracked in the Prefect UI); default: score directly")
     pred.set_defaults(func=_predict)
     promote = sub.add_parser("promote", help="promote the challenger if it beats the champion")
-    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill"))
+    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill",
+                                                              "max_coverage_error"))
     promote.add_argument("--rollback", action="store_true",
                          help="make the previous champion the champion again")
     promote.add_argument("--version", help="judge this version instead of the challenger alias's")

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnflow import intervals
 from rnnflow.preprocess import Preprocessor, Ranges, Windows
-from rnnmodel import Sequences, fit, predict, regression_metrics
+from rnnmodel import Sequences, fit, regression_metrics
 from rnnmodel.windows import rolling_origin_folds
 
 MEASURES = ("rmse", "mae", "mse")
@@ -90,8 +91,9 @@ def per_series(forecast: np.ndarray, w: Windows, pre: Preprocessor) -> pd.DataFr
 
 
 def forecast(model: torch.nn.Module, w: Windows, pre: Preprocessor) -> np.ndarray:
-    """The model's forecasts of the windows, in the data's units."""
-    return pre.inverse(predict(model, torch.from_numpy(w.x)).cpu().numpy(), w)
+    """The model's (point) forecasts of the windows, in the data's units: (n, S, T); a
+    quantile model's median."""
+    return pre.inverse(intervals.point_of(intervals.outputs(model, w), intervals.levels(model)), w)
 
 
 @dataclass

@@ -55,12 +55,56 @@ def forecast_vs_actual(actual: np.ndarray, predictions: Mapping[str, np.ndarray]
             raise ValueError(f"prediction of {name!r} has shape {pred.shape}, "
                              f"actual has {actual.shape}")
         ax.plot(steps, pred, color=f"C{i % 10}", linewidth=1.2, label=name)
+    _label(ax, title)
+    return fig
+
+
+def calibration(nominal: Sequence[float], observed: Mapping[str, Sequence[float]],
+                title: str = "Calibration (test set)") -> Figure:
+    """Nominal quantile level against the observed share of actual values at or below it, one
+    line per forecast (e.g. before and after calibration); the diagonal is perfect."""
+    fig = Figure(figsize=(5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    for i, (name, seen) in enumerate(observed.items()):
+        ax.plot(nominal, seen, marker="o", color=f"C{i % 10}", label=name)
+    ax.set_xlabel("nominal level")
+    ax.set_ylabel("observed share at or below")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return fig
+
+
+def forecast_bands(actual: np.ndarray, bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+                   title: str, label: str = "interval") -> Figure:
+    """A stretch of the test set: actual values in black and, per forecast, its median line and
+    its interval (lower, upper) shaded in the same colour; ``bands``: name -> (median, lower,
+    upper), each shaped like ``actual`` (1-D)."""
+    actual = np.asarray(actual)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    ax = fig.add_subplot()
+    steps = np.arange(len(actual))
+    for i, (name, (mid, lo, hi)) in enumerate(bands.items()):
+        if not np.shape(mid) == np.shape(lo) == np.shape(hi) == actual.shape:
+            raise ValueError(f"band of {name!r} is not shaped like actual {actual.shape}")
+        color = f"C{i % 10}"
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.25, linewidth=0, label=f"{name} {label}")
+        ax.plot(steps, mid, color=color, linewidth=1.2, label=f"{name} median")
+    ax.plot(steps, actual, color=ACTUAL_COLOR, linewidth=1.5, label="actual")
+    _label(ax, title)
+    return fig
+
+
+def _label(ax, title: str) -> None:
+    """Step and value axes, title, a light grid and the legend of a forecast figure."""
     ax.set_xlabel("step")
     ax.set_ylabel("value")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return fig
 
 
 def comparison_table(rows: Sequence[Mapping[str, object]], sort_by: str = "rmse") -> pd.DataFrame:

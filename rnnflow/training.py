@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnflow import evaluate, plots, tracking
+from rnnflow import evaluate, intervals, plots, tracking
 from rnnflow.config import DIRECTIONS, PipelineConfig, Variant
 from rnnflow.dataset import Dataset
 from rnnflow.forecaster import input_example, save_checkpoint, signature
@@ -26,6 +26,7 @@ class VariantResult:
     history: History
     model: SequenceRegressor
     forecast: np.ndarray  # test-set forecasts in the data's units: (windows, steps, targets)
+    quantiles: np.ndarray | None = None  # calibrated test-set quantiles: (windows, steps, targets, Q)
 
 
 def run_params(cfg: PipelineConfig, variant: Variant, device: str, ds: Dataset | None = None) -> dict[str, object]:
@@ -46,7 +47,8 @@ def network_config(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Networ
     return NetworkConfig(
         input_size=ds.train.x.shape[-1], output_size=len(ds.pre.columns.targets),
         hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
-        bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon)
+        bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon,
+        quantiles=tuple(cfg.model.quantiles))
 
 
 def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> SequenceRegressor:
@@ -59,13 +61,67 @@ def log_model(run_id: str, model: SequenceRegressor, ds: Dataset) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_checkpoint(Path(tmp) / "checkpoint.pt", model, ds.pre)
         return tracking.log_forecaster(run_id, ckpt, input_example(ds.raw, ds.pre),
-                                       signature(ds.pre, ds.raw))
+                                       signature(ds.pre, ds.raw, intervals.levels(model)))
 
 
 def test_stretch(series: np.ndarray, per_step: bool, length: int = 200) -> np.ndarray:
     """A 1-D stretch of the test set to plot: the first window for per-step tasks, else the
     one-step-ahead values of consecutive windows (first target)."""
     return series[0, :, 0] if per_step else series[:length, 0, 0]
+
+
+def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, np.ndarray | None]:
+    """Calibrate a quantile model on the validation windows and score its test intervals
+    before (``raw_*``) and after, beside the naive intervals from the naive's validation errors.
+    Returns (validation metrics, test metrics, calibrated test quantiles (n, S, T, Q)); empty
+    for a point model. Without validation rows nothing is calibrated (raw = calibrated)."""
+    q, pre = intervals.levels(model), ds.pre
+    if not q or ds.test is None:
+        return {}, {}, None
+    history = ds.val if ds.val is not None else intervals.history_before(pre, ds.frame, ds.segments[2])
+    naive = intervals.naive_quantiles(pre, history, ds.test, q)
+    test = intervals.scores(pre.inverse(intervals.outputs(model, ds.test), ds.test), naive, ds.test, q, "raw_")
+    val = {}
+    if ds.val is not None:
+        intervals.calibrate(model, ds.val, pre)
+        val = intervals.scores(pre.inverse(intervals.outputs(model, ds.val), ds.val),
+                               intervals.naive_quantiles(pre, ds.val, ds.val, q), ds.val, q)
+    qf = pre.inverse(intervals.outputs(model, ds.test), ds.test)
+    return val, test | intervals.scores(qf, naive, ds.test, q), qf
+
+
+def band_of(qf: np.ndarray, quantiles: tuple[float, ...], per_step: bool) -> tuple[np.ndarray, ...]:
+    """(median, lower, upper) of the widest central interval, on the plotted test stretch."""
+    from rnnmodel.quantiles import central_pairs, median_index
+
+    lo, hi, _ = max(central_pairs(quantiles), key=lambda p: p[2])
+    return tuple(test_stretch(qf[..., k], per_step) for k in (median_index(quantiles), lo, hi))
+
+
+def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dataset, qf: np.ndarray) -> None:
+    """The calibration plot (before and after) and the forecast with its band, test set."""
+    from rnnmodel.quantiles import central_pairs, observed_levels
+
+    q, pre = intervals.levels(model), ds.pre
+    saved = model.calibration.clone()
+    model.calibrate(saved * 0)
+    raw = pre.inverse(intervals.outputs(model, ds.test), ds.test)
+    model.calibrate(saved)
+    tracking.log_figure(run_id, plots.calibration(q, {"uncalibrated": observed_levels(raw, ds.test.actual),
+                                                     "calibrated": observed_levels(qf, ds.test.actual)},
+                                                  f"{name}: calibration (test set)"), "plots/calibration.png")
+    if central_pairs(q):
+        per_step = pre.horizon is None
+        tracking.log_figure(run_id, plots.forecast_bands(
+            test_stretch(ds.test.actual, per_step), {name: band_of(qf, q, per_step)},
+            f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval"),
+            "plots/forecast_bands.png")
+
+
+def _widest(quantiles: tuple[float, ...]) -> str:
+    from rnnmodel.quantiles import central_pairs
+
+    return f"{max(c for _, _, c in central_pairs(quantiles)):.0%}"
 
 
 def log_backtest(run_id: str, folds: list[dict[str, float]]) -> None:
@@ -135,6 +191,16 @@ def log_comparison(parent_id: str, results: dict[str, VariantResult], ds: Datase
     tracking.log_figure(parent_id, plots.forecast_vs_actual(test_stretch(ds.test.actual, per_step), forecasts,
                                                             "Forecast vs actual (test set)"),
                         "plots/forecast_vs_actual.png")
+    first = next(iter(results.values()))
+    q = intervals.levels(first.model)
+    if q and first.quantiles is not None:
+        from rnnmodel.quantiles import central_pairs
+
+        if central_pairs(q):
+            tracking.log_figure(parent_id, plots.forecast_bands(
+                test_stretch(ds.test.actual, per_step), {v: band_of(r.quantiles, q, per_step) for v, r in results.items()},
+                f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval"),
+                "plots/forecast_bands.png")
     rows = comparison_rows(results, cfg)
     tracking.log_table(parent_id, plots.comparison_table(rows, sort_by=cfg.tracking.metric), "comparison.json")
     return rows

@@ -267,6 +267,12 @@ def test_deployment_run_on_a_worker_tracked_behind_sign_in_and_scored(stack, tmp
 
 def serve_and_score(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> np.ndarray:
     """`mlflow models serve` the model on a free port, POST the frame to /invocations."""
+    return served_table(uri, env, frame, cwd)["sales"].to_numpy(float)
+
+
+def served_table(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> pd.DataFrame:
+    """`mlflow models serve` the model on a free port, POST the frame to /invocations: the
+    predictions as a table."""
     port = free_port()
     log = open(cwd / "serve.log", "wb")
     proc = subprocess.Popen([BIN / "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
@@ -285,8 +291,7 @@ def serve_and_score(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> np.n
         body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
         r = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
         assert r.status_code == 200, r.text[:500]
-        predictions = r.json()["predictions"]
-        return np.asarray([row["sales"] for row in predictions], float)
+        return pd.DataFrame(r.json()["predictions"])
     finally:
         stop_group(proc.pid, 10)
         proc.wait(timeout=30)
