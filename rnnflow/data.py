@@ -391,7 +391,7 @@ def business_days(t: pd.Series) -> str | None:
         return None
     if pd.Series(t.to_numpy()).diff().median() != pd.Timedelta(days=1):
         return None
-    days = sorted(set(t.dt.dayofweek))
+    days = sorted(set(t.dt.day_of_week))
     return " ".join(WEEKDAYS[d] for d in days) if 2 <= len(days) < 7 else None
 
 

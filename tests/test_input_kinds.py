@@ -173,7 +173,7 @@ def test_business_days_with_holidays_are_read_without_gaps_and_forecast_on_busin
 
 def test_six_day_weeks_and_long_outages():
     days = pd.date_range("2024-01-01", "2024-06-29", freq="D")
-    frame, axis = prepare(business(days[days.dayofweek != 6], HOLIDAYS[:1]), Columns(["price"], time="day"), "fail")
+    frame, axis = prepare(business(days[days.day_of_week != 6], HOLIDAYS[:1]), Columns(["price"], time="day"), "fail")
     assert (axis.freq, axis.weekmask, axis.holidays) == ("C", "Mon Tue Wed Thu Fri Sat", ["2024-01-15"])
     assert str((frame["day"].iloc[-1] + axis.offset(1)).date()) == "2024-07-01"  # Saturday -> Monday
     days = pd.bdate_range("2024-01-01", "2024-06-28")
