@@ -249,8 +249,10 @@ COMMON_ZONES = ("Europe/London", "Europe/Berlin", "Europe/Helsinki", "America/Ne
 def wall_clock(text: pd.Series, parsed: pd.Series, axis: TimeAxis | None) -> tuple[pd.Series, str | None]:
     """Local stamps whose UTC offset changes, read on the wall clock they were written in when
     every row has the same time of day (daily or coarser data: ``2024-03-31T00:00:00+02:00`` is
-    the day 2024-03-31); several rows a day stay on one UTC axis. Returns the stamps and the zone
-    to write them back in (None: leave them as parsed). ``axis``: the training axis (scoring)."""
+    the day 2024-03-31), so a scoring file in another offset reads the same; several rows a day
+    stay on one UTC axis. Returns the stamps and the zone to write them back in (the column's
+    zone or one offset as ``UTC+01:00``, else see ``zone_of``; None: leave them as parsed).
+    ``axis``: the training axis (scoring)."""
     tz = getattr(parsed.dtype, "tz", None)
     if tz is None or (axis is not None and not axis.zone):
         return parsed, None
@@ -261,11 +263,13 @@ def wall_clock(text: pd.Series, parsed: pd.Series, axis: TimeAxis | None) -> tup
                                format="ISO8601")
     if axis is not None:
         return local, axis.zone
+    if (local - local.dt.normalize()).nunique() != 1:
+        return parsed, None  # several stamps a day: one UTC axis
     utc = parsed.dt.tz_convert(None)
     offsets = local - utc
-    if offsets.nunique() == 1 or (local - local.dt.normalize()).nunique() != 1:
-        return parsed, None  # one offset throughout, or several stamps a day: one UTC axis
-    return local, str(tz) if str(tz) != "UTC" else zone_of(utc, offsets)
+    if str(tz) != "UTC" or offsets.nunique() == 1:  # a named zone, or one offset throughout (kept)
+        return local, str(tz)
+    return local, zone_of(utc, offsets)
 
 
 def zone_of(utc: pd.Series, offsets: pd.Series) -> str:

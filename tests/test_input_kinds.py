@@ -186,3 +186,14 @@ def test_business_month_starts():
     frame, axis = prepare(pd.DataFrame({"m": pd.date_range("2020-01-01", periods=40, freq="BMS"), "y": wavy(40)}),
                           Columns(["y"], time="m"), "fail")
     assert axis.freq == "BMS" and str((frame["m"].iloc[-1] + axis.offset(3)).date()) == "2023-07-03"
+
+
+def test_a_model_trained_in_one_offset_reads_scoring_rows_in_another():
+    """Three winter months at +01:00, then scoring rows that cross into summer time."""
+    winter = pd.date_range("2024-01-01", "2024-03-20", freq="D", tz="Europe/Berlin")
+    cols = Columns(["y"], time="t")
+    _, axis = prepare(pd.DataFrame({"t": [t.isoformat() for t in winter], "y": wavy(len(winter))}), cols, "fail")
+    assert (axis.freq, axis.zone) == ("D", "UTC+01:00")
+    spring = pd.date_range("2024-03-25", "2024-04-05", freq="D", tz="Europe/Berlin")
+    frame, _ = prepare(pd.DataFrame({"t": [t.isoformat() for t in spring], "y": wavy(12)}), cols, "fail", axis)
+    assert list(frame["t"]) == list(spring.tz_localize(None))
