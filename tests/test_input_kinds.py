@@ -129,13 +129,15 @@ def test_skill_is_undefined_where_the_naive_forecast_is_exact_and_the_gate_says_
     b = wavy(n)
     b[50:] = 3.0  # from before the test rows, so every test window reads flat inputs
     pd.DataFrame({"t": range(n), "a": wavy(n) * 2, "b": b}).to_csv(tmp_path / "ab.csv", index=False)
-    for targets in (["a", "b"], ["b"]):
+    for targets in (["a", "b"], ["a"], ["b"]):
         cfg = config(tmp_path / "ab.csv", target=targets, time_column="t", val_fraction=0.0, test_fraction=0.25)
         ds = load_dataset(cfg.data, cfg.data.path)
         scores = evaluate.score(ds.pre.naive(ds.test) + 0.5, ds.test, ds.pre)  # a forecast with a bias
         if len(targets) == 2:  # b has no skill; the means are a's alone
             assert math.isnan(scores["skill_naive.b"]) and math.isfinite(scores["skill_naive.a"])
             assert scores["skill_naive"] == scores["skill_naive.a"] and math.isfinite(scores["rel_rmse"])
+        elif targets == ["a"]:
+            varied = scores
     assert math.isnan(scores["skill_naive"]) and math.isnan(scores["rel_rmse"]) and scores["rmse"] == 0.5
     decision = registry.decide(None, scores["rel_rmse"], 0.0, {"naive": scores["skill_naive"]})
     assert not decision.promote and decision.reason.startswith(
@@ -147,6 +149,10 @@ def test_skill_is_undefined_where_the_naive_forecast_is_exact_and_the_gate_says_
     client.set_terminated(run_id)
     assert logged["test_rmse"] == 0.5 and "test_skill_naive" not in logged and "test_rel_rmse" not in logged
     assert all(math.isfinite(v) for v in logged.values())
+    training.log_backtest(run_id, [varied, scores])  # a fold where the naive forecast is exact
+    logged = client.get_run(run_id).data.metrics
+    assert logged["backtest_rel_rmse_mean"] == pytest.approx(varied["rel_rmse"])
+    assert logged["backtest_rmse_mean"] == pytest.approx((varied["rmse"] + 0.5) / 2)
 
 
 # -- 4. business days ------------------------------------------------------------------------
