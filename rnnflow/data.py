@@ -309,7 +309,7 @@ def check_names(cols: Columns, source: str) -> None:
              *([("id", cols.series_id)] if cols.series_id else []), *([("time", cols.time)] if cols.time else [])]
     for role, name in roles:
         if (name in OUTPUT_COLUMNS or (role != "time" and name == cols.time)
-                or (role != "id" and name == cols.series_id) or (role != "target" and quantile.match(str(name)))):
+                or (role != "id" and name == cols.series_id) or quantile.match(str(name))):
             output = dict.fromkeys([c for c in (cols.series_id, cols.time) if c and c not in OUTPUT_COLUMNS]
                                    + [*OUTPUT_COLUMNS, *cols.targets])
             raise DataError(f"{source}: {role} column {name!r} is named like a column of the forecasts "

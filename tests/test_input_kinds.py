@@ -93,6 +93,7 @@ def test_offsets_no_zone_explains_keep_the_last_one():
     (Columns(["y"], ["step"], time="date"), "feature column 'step'"),
     (Columns(["y"], ["date"], time="date", series_id="shop"), "feature column 'date'"),
     (Columns(["y"], ["y_q0.9"], time="date"), "feature column 'y_q0.9'"),  # a quantile output's name
+    (Columns(["y", "y_q0.1"], time="date"), "target column 'y_q0.1'"),  # the quantile column of target y
     (Columns(["y"], time="origin"), "time column 'origin'"),
     (Columns(["y"], time="date", series_id="step"), "id column 'step'"),
 ])
