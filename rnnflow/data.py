@@ -313,7 +313,8 @@ def check_names(cols: Columns, source: str) -> None:
             output = dict.fromkeys([c for c in (cols.series_id, cols.time) if c and c not in OUTPUT_COLUMNS]
                                    + [*OUTPUT_COLUMNS, *cols.targets])
             raise DataError(f"{source}: {role} column {name!r} is named like a column of the forecasts "
-                            f"({', '.join(map(str, output))}, <target>_q<level>), which would overwrite it; rename it in the data")
+                            f"({', '.join(map(str, output))}, <target>_q<level>), which would overwrite it; "
+                            "rename it in the data")
 
 
 def _plain(value):
@@ -357,8 +358,8 @@ def infer_axis(frame: pd.DataFrame, cols: Columns, fmt: str | None, freq: str | 
         if weekmask or freq in ("B", "C"):
             weekmask = weekmask or "Mon Tue Wed Thu Fri"
             _, holidays = business_grid(t, weekmask)
-            return TimeAxis("datetime", freq="B" if weekmask == "Mon Tue Wed Thu Fri" else "C", format=fmt,
-                            weekmask=weekmask, holidays=[show(h) for h in holidays])
+            return TimeAxis("datetime", freq="B" if weekmask == "Mon Tue Wed Thu Fri" else "C",
+                            format=fmt, weekmask=weekmask, holidays=[show(h) for h in holidays])
         alias = freq or pd.infer_freq(t) if len(t) >= 3 else freq
         if alias is None:  # gaps hide the frequency: ask runs of five consecutive stamps
             runs = [pd.infer_freq(t.iloc[i:i + 5]) for i in range(0, len(t) - 4)]
@@ -391,7 +392,9 @@ HOLIDAY_RUN = 5  # business days in a row that may be missing as holidays (a wee
 def business_days(t: pd.Series) -> str | None:
     """The weekdays of day-by-day data that never has rows on the other weekdays (at least
     three weeks of it), as a pandas weekmask such as ``"Mon Tue Wed Thu Fri"``; else None."""
-    if len(t) < 10 or t.iloc[-1] - t.iloc[0] < pd.Timedelta(days=21) or (t - t.dt.normalize()).nunique() != 1:
+    if len(t) < 10 or t.iloc[-1] - t.iloc[0] < pd.Timedelta(days=21):
+        return None
+    if (t - t.dt.normalize()).nunique() != 1:  # several stamps a day
         return None
     if pd.Series(t.to_numpy()).diff().median() != pd.Timedelta(days=1):
         return None
@@ -404,7 +407,8 @@ def business_grid(times: pd.Series, weekmask: str) -> tuple[pd.DatetimeIndex, pd
     at most HOLIDAY_RUN: holidays, left out of the grid (no rows are invented for them)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
-        full = pd.date_range(times.iloc[0], times.iloc[-1], freq=pd.offsets.CustomBusinessDay(weekmask=weekmask))
+        step = pd.offsets.CustomBusinessDay(weekmask=weekmask)
+        full = pd.date_range(times.iloc[0], times.iloc[-1], freq=step)
     absent = ~full.isin(times)
     run = pd.Series(absent).ne(pd.Series(absent).shift()).cumsum()  # a label per run of equal values
     size = pd.Series(absent).groupby(run).transform("size").to_numpy()
