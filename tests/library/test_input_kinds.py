@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from rnnflow import evaluate, registry, tracking, training
+from rnnflow import evaluate, tracking, training
+from rnnflow.tracking import registry
 from rnnflow.cli import main
 from rnnflow.config import load_config
 from rnnflow.data import Columns, DataError, prepare
