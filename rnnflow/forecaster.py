@@ -8,6 +8,7 @@ are for. ``load_network(uri)`` returns the bare torch module.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -124,12 +125,15 @@ class Forecaster(mlflow.pyfunc.PythonModel):
         stamps = np.empty(rows.shape, dtype=object)
         stamps[inside] = time.to_numpy()[rows[inside]]
         ahead = rows - last
-        for k in np.unique(ahead[~inside]):
-            hit = ahead == k
-            stamps[hit] = (pd.Series(time.to_numpy()[np.broadcast_to(last, rows.shape)[hit]]) + pre.axis.offset(int(k))).to_numpy()
+        with warnings.catch_warnings():  # business-day offsets are not vectorised: a few rows, no matter
+            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+            for k in np.unique(ahead[~inside]):
+                hit = ahead == k
+                stamps[hit] = (pd.Series(time.to_numpy()[np.broadcast_to(last, rows.shape)[hit]])
+                               + pre.axis.offset(int(k))).to_numpy()
         values = stamps.ravel()
-        if pre.axis.kind == "datetime":
-            return pd.to_datetime(values).to_numpy()
+        if pre.axis.kind == "datetime":  # local stamps get their zone's offset back (TimeAxis.stamps)
+            return pre.axis.stamps(values)
         values = values.astype(float)
         whole = np.isclose(values, np.round(values), rtol=0, atol=1e-9).all()
         return np.round(values).astype(np.int64) if whole else values  # years stay integers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +41,18 @@ def lineage(cfg: PipelineConfig, best: VariantResult, parent_id: str, ds: Datase
             "test_skill_naive": best.metrics["skill_naive"]}
 
 
+def skill(metrics: dict[str, float]) -> str:
+    """The skill over naive as printed; the naive forecast exact on the test rows leaves none."""
+    value = metrics["skill_naive"]
+    return "undefined (the naive forecast is exact on the test rows)" if math.isnan(value) else f"{value:+.3f}"
+
+
 def model_description(cfg: PipelineConfig, best: VariantResult, ds: Dataset) -> str:
     direction = "bidirectional" if DIRECTIONS[best.variant] else "unidirectional"
     return (f"{cfg.model.cell.upper()} {direction} ({cfg.model.hidden_size} hidden, "
             f"{cfg.model.num_layers} layer, {ds.pre.scaling} normalisation) on {ds.source}; test "
             f"{cfg.tracking.metric} {best.metrics[cfg.tracking.metric]:.4g}, skill vs naive "
-            f"{best.metrics['skill_naive']:+.3f}")
+            f"{skill(best.metrics)}")
 
 
 def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
@@ -57,7 +64,7 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
         m = r.metrics
         best = "  <- best on validation" if variant == summary.best else ""
         lines.append(f"  {variant:5s} test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}"
-                     f"  skill {m['skill_naive']:+.3f}  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
+                     f"  skill {skill(m)}  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
     naive = next(iter(summary.results.values())).metrics
     seasonal = f"  seasonal naive {naive['seasonal_naive_rmse']:#.4g}" if "seasonal_naive_rmse" in naive else ""
     lines.append(f"  naive rmse {naive['naive_rmse']:#.4g}{seasonal}  (test rows)")

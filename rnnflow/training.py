@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -129,7 +130,9 @@ def log_backtest(run_id: str, folds: list[dict[str, float]]) -> None:
     keys = [k for k in folds[0] if "." not in k]
     for k, metrics in enumerate(folds):
         tracking.log_metrics(run_id, {f"backtest_{m}": metrics[m] for m in keys}, step=k)
-    tracking.log_metrics(run_id, {f"backtest_{m}_mean": sum(f[m] for f in folds) / len(folds) for m in keys})
+    # A fold whose naive forecast is exact has no skill or ratio: the means are over folds that have one.
+    tracking.log_metrics(run_id, {f"backtest_{m}_mean": float(np.nanmean([f[m] for f in folds]))
+                                  for m in keys if not all(math.isnan(f[m]) for f in folds)})
 
 
 def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray,
@@ -158,8 +161,9 @@ def log_scores(run_id: str, val: dict[str, float], test: dict[str, float], ds: D
 def selection_score(result: VariantResult, metric: str) -> float:
     """What picks the best variant: its validation error relative to naive (mean over targets),
     or, without validation rows, its last training loss. The test rows are never used."""
-    if result.val:
-        return result.val[f"rel_{metric}"]
+    if result.val:  # naive exact on the validation rows (a flat stretch): no ratio, the plain error
+        rel = result.val[f"rel_{metric}"]
+        return result.val[metric] if math.isnan(rel) else rel
     return result.history.train_loss[-1]
 
 
