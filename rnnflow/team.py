@@ -38,9 +38,10 @@ class TeamError(RuntimeError):
 class Stack:
     home: Path
     host: str = "127.0.0.1"
+    # Not 5000 and 4200, where `make ui` and `rnnflow serve` listen: both modes run side by side.
     pg_port: int = 5433
-    mlflow_port: int = 5000
-    prefect_port: int = 4200
+    mlflow_port: int = 5050
+    prefect_port: int = 4250
     workers: int = 2
     pool: str = "rnnflow-pool"
     worker_limit: int = 1  # flow runs at once per worker
@@ -61,7 +62,7 @@ class Stack:
         env = os.environ.get
         return cls(home, env("RNNFLOW_TEAM_HOST", "127.0.0.1"),
                    *(_port(env(f"RNNFLOW_TEAM_{k}_PORT"), d) for k, d in
-                     (("PG", 5433), ("MLFLOW", 5000), ("PREFECT", 4200))),
+                     (("PG", 5433), ("MLFLOW", 5050), ("PREFECT", 4250))),
                    workers=int(env("RNNFLOW_TEAM_WORKERS", "2")),
                    zombie_seconds=int(env("RNNFLOW_TEAM_ZOMBIE_SECONDS", "120")),
                    artifacts=env("RNNFLOW_TEAM_ARTIFACTS", ""))
@@ -103,6 +104,7 @@ class Stack:
     # -- lifecycle ---------------------------------------------------------------------------
     def up(self) -> None:
         """Start whatever is not running yet; safe to call again."""
+        self.check_ports()
         for sub in ("logs", "artifacts", "prefect"):
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         self.save()
@@ -121,6 +123,19 @@ class Stack:
             self._start(f"worker-{i}", svc.worker_command(self, f"worker-{i}"), self.worker_env())
         svc.wait_workers(self, [f"worker-{i}" for i in range(1, self.workers + 1)])
         _write_private(self.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in self.env().items()))
+
+    def check_ports(self) -> None:
+        """TeamError naming the variable to set when a port this stack would start a server on
+        is taken by something else; a server of this stack that already runs keeps its own."""
+        from rnnflow.services import port_in_use
+
+        running = {"PG": (self.home / "postgres" / "data" / "postmaster.pid").exists(),
+                   "MLFLOW": alive(self.pids.get("mlflow")), "PREFECT": alive(self.pids.get("prefect"))}
+        for key, port in (("PG", self.pg_port), ("MLFLOW", self.mlflow_port), ("PREFECT", self.prefect_port)):
+            if not running[key] and port_in_use(self.host, port):
+                saved = " and remove stack.json" if (self.home / "stack.json").exists() else ""
+                raise TeamError(f"port {port} on {self.host} is already in use; set "
+                                f"RNNFLOW_TEAM_{key}_PORT to a free port (0: any){saved}")
 
     def worker_env(self, user: str = "runner") -> dict[str, str]:
         from rnnflow.team_services import _clean_env
@@ -251,41 +266,65 @@ def print_env(stack: Stack, user: str = "runner") -> str:
     return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items())
 
 
-def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str:
-    """`rnnflow team add-user`: on this stack, or on the server of MLFLOW_TRACKING_URI with the
-    admin password in RNNFLOW_TEAM_ADMIN_PASSWORD (compose, another machine). The user's password
-    comes from RNNFLOW_TEAM_<USER>_PASSWORD, else is generated; returns it."""
+def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str | None:
+    """`rnnflow team add-user`: on this stack's MLflow server (its stack.json), else on the
+    server of MLFLOW_TRACKING_URI with the admin password in RNNFLOW_TEAM_ADMIN_PASSWORD
+    (compose, another machine); TeamError in one line when there is neither. The user's
+    password comes from RNNFLOW_TEAM_<USER>_PASSWORD, else is generated: returns a generated
+    one (the caller shows it once), None for one the caller gave."""
     from rnnflow import team_services as svc
 
-    env = os.environ.get
-    remote = env("MLFLOW_TRACKING_URI", "").startswith("http") and env("RNNFLOW_TEAM_ADMIN_PASSWORD")
-    url = env("MLFLOW_TRACKING_URI") if remote else stack.mlflow_url
-    admin = env("RNNFLOW_TEAM_ADMIN_PASSWORD") if remote else stack.secrets()["admin_password"]
-    password = env(f"RNNFLOW_TEAM_{user.upper()}_PASSWORD") or secrets.token_urlsafe(18)
+    url, admin = team_server(stack)
+    given = os.environ.get(f"RNNFLOW_TEAM_{user.upper()}_PASSWORD")
+    password = given or secrets.token_urlsafe(18)
     svc.add_user(url, admin, user, password, permission, tuple(experiments), tuple(models))
-    return password
+    return None if given else password
+
+
+def team_server(stack: Stack) -> tuple[str, str]:
+    """(URL, admin password) of the team's MLflow server: the stack's, or the one named by
+    MLFLOW_TRACKING_URI and RNNFLOW_TEAM_ADMIN_PASSWORD; never the local store."""
+    if (stack.home / "stack.json").exists():
+        return stack.mlflow_url, stack.secrets()["admin_password"]
+    uri, admin = os.environ.get("MLFLOW_TRACKING_URI", ""), os.environ.get("RNNFLOW_TEAM_ADMIN_PASSWORD")
+    if uri.startswith(("http://", "https://")) and admin:
+        return uri, admin
+    raise TeamError(f"no team stack in {stack.home} and no team server named: pass --home (or set "
+                    "RNNFLOW_TEAM_HOME), or set MLFLOW_TRACKING_URI and RNNFLOW_TEAM_ADMIN_PASSWORD")
+
+
+def up_message(stack: Stack) -> str:
+    """Where everything is, and how to read a password, without printing one (stdout ends up
+    in CI logs and scrollback)."""
+    secrets_file = stack.home / "secrets.json"
+    return "\n".join([
+        f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})",
+        f"  MLflow UI {stack.mlflow_url} (sign in as admin, {', '.join(USERS)})   "
+        f"Prefect UI {stack.prefect_url[:-4]}",
+        f"  use the stack as runner: source {stack.home / 'env.sh'}   "
+        "(as another user: rnnflow team env --user viewer)",
+        f"  passwords in {secrets_file} (mode 600), e.g. the admin's: python -c \"import json; "
+        f"print(json.load(open('{secrets_file}'))['admin_password'])\""])
 
 
 def main(action: str, home: str | None = None, user: str = "runner", permission: str = "EDIT",
          experiments: list[str] = (), models: list[str] = ()) -> int:
     """`rnnflow team up|down|status|env|add-user`; returns the exit code."""
     stack = Stack.load(home)
-    remote = action == "add-user" and os.environ.get("RNNFLOW_TEAM_ADMIN_PASSWORD")
-    if action != "up" and not remote and not (stack.home / "stack.json").exists():
-        raise TeamError(f"no stack in {stack.home} (set RNNFLOW_TEAM_HOME or --home, "
-                        "or run `rnnflow team up` first)")
     if action == "add-user":
         password = add_user(stack, user, permission, list(experiments), list(models))
         grants = ", ".join([*(f"experiment {e}" for e in experiments), *(f"model {m}" for m in models)])
+        said = (f"password {password} (shown once; it is not stored)" if password
+                else f"password from RNNFLOW_TEAM_{user.upper()}_PASSWORD")
         print(f"rnnflow team: MLflow user {user} ({permission} on {grants or 'what it creates'}; "
-              f"READ on the rest), password {password}")
+              f"READ on the rest), {said}")
         return 0
+    if action != "up" and not (stack.home / "stack.json").exists():
+        raise TeamError(f"no stack in {stack.home} (set RNNFLOW_TEAM_HOME or --home, "
+                        "or run `rnnflow team up` first)")
     if action == "up":
         stack.up()
-        print(f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})")
-        print(f"  MLflow UI {stack.mlflow_url}   Prefect UI {stack.prefect_url[:-4]}")
-        print("  export these to use the stack (also in env.sh, mode 600):")
-        print(print_env(stack, user))
+        print(up_message(stack))
         return 0
     if action == "down":
         stack.down()
