@@ -38,6 +38,8 @@ class DataConfig(Section):
     path: str | None = Field(None, description="CSV or Parquet file to train on",
                              json_schema_extra={"flag": "--data"})
     target: list[str] = Field([], description="Target column(s) of the file (repeatable)")
+    unit: str | None = Field(None, description="Unit of the target(s), shown on the plots' value "
+                             "axis, e.g. 'thousand passengers'")
     features: list[str] = Field([], description="Extra input columns (targets are inputs too)")
     time_column: str | None = Field(None, description="Column with the time stamps (dates, ISO text, "
                                     "YYYYMMDD integers, decimal years or step numbers)")

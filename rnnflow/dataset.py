@@ -27,6 +27,7 @@ class Dataset:
     test: Windows | None  # None when test_fraction is 0
     source: str  # the file, or preset:NAME
     folds: dict = field(default_factory=dict, repr=False)  # backtest folds by count, cut once
+    unit: str | None = None  # of the targets, for plot axes (DataConfig.unit)
 
     @property
     def holdout(self) -> Holdout:
@@ -70,7 +71,7 @@ def _load(cfg: DataConfig, source: str) -> Dataset:
                  for s in segments]
     except DataError as exc:
         raise DataError(f"{source}: {exc}") from None
-    return Dataset(raw, frame, pre, segments, *parts, source)
+    return Dataset(raw, frame, pre, segments, *parts, source, unit=cfg.unit)
 
 
 def backtest_folds_of(ds: Dataset, folds: int) -> list:
