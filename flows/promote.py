@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import mlflow
 from prefect import flow, get_run_logger, runtime
 from prefect.transactions import transaction
 
-from rnnflow import locks, registry, tracking
-from rnnflow.holdout import challenger_holdout
+from rnnflow import locks, promotion, registry, tracking
 from tasks.promote import move_champion, publish_decision, score_version
 
 
@@ -28,23 +25,18 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
     before the aliases move.
     """
     client = tracking.client()
-    if force:
-        registry.require_version(client, model_name, str(version))
-        holdout = None
-    else:
-        version, holdout = challenger_holdout(model_name, version)
+    version, holdout = promotion.to_judge(model_name, version, force)
     log = get_run_logger()
     with locks.promotion_lock(client, mlflow.get_tracking_uri(), model_name):
         champion = registry.alias_version(client, model_name, registry.CHAMPION)
         if champion == str(version):
             log.info("%s v%s already is the champion", model_name, version)
-            return registry.Decision(False, f"v{version} already is the champion", None,
-                                     math.nan, None, min_improvement, unchanged=True)
-        decision = (_forced(version, min_improvement) if force
-                    else _judge(model_name, version, champion, holdout, metric, min_improvement, min_skill))
-        record = {"metric": f"rel_{metric}", "holdout_digest": holdout.digest if holdout else "none",
-                  "min_skill": min_skill, **decision_skills(decision),
-                  "prefect_flow_run_id": str(runtime.flow_run.id)}
+            return promotion.unchanged(version, min_improvement)
+        decision = (promotion.forced(version, min_improvement) if force
+                    else promotion.judge(model_name, version, champion, holdout, metric, min_improvement,
+                                         min_skill, scorer=score_version))
+        record = promotion.decision_record(decision, metric, holdout, min_skill,
+                                           prefect_flow_run_id=str(runtime.flow_run.id))
         with transaction() as txn:
             txn.set("name", model_name)
             txn.set("aliases_before", registry.snapshot_aliases(client, model_name))
@@ -54,36 +46,3 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
     log.info("%s v%s: %s (%s)", model_name, version,
              "promoted" if decision.promote else "kept", decision.reason)
     return decision
-
-
-def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
-           min_improvement: float, min_skill: float) -> registry.Decision:
-    """The gate on both scores and the challenger's skill over the naive baselines; a
-    challenger that cannot be loaded fails the flow, a champion that cannot be loaded or
-    cannot answer the challenger's holdout loses (the reason says why)."""
-    key = f"rel_{metric}"
-    challenger = score_version(name, version, holdout)
-    if challenger.unavailable:
-        raise ValueError(challenger.unavailable)
-    skills = {b: challenger.metrics[f"skill_{b}"] for b in ("naive", "seasonal_naive")
-              if f"skill_{b}" in challenger.metrics}
-    error = None
-    incumbent = None
-    if champion:
-        state = score_version(name, champion, holdout, return_state=True)
-        if state.is_completed():
-            incumbent = state.result()
-            error = incumbent.unavailable
-        else:  # it loads but cannot answer this holdout (other columns, other task)
-            error = str(state.message or "it cannot be scored on this holdout").splitlines()[0][:200]
-    return registry.decide(incumbent.metrics[key] if incumbent and incumbent.metrics else None,
-                           challenger.metrics[key], min_improvement, skills, min_skill, error)
-
-
-def decision_skills(decision: registry.Decision) -> dict[str, float]:
-    return {f"skill_{b}": v for b, v in (decision.skills or {}).items()}
-
-
-def _forced(version: str, min_improvement: float) -> registry.Decision:
-    return registry.Decision(True, f"forced by an operator (rnnflow promote --force {version})",
-                             None, math.nan, None, min_improvement)

@@ -228,6 +228,10 @@ def crash_flow_runs(flow_run_ids: Iterable[str], why: str = "its process is gone
     from prefect.exceptions import ObjectNotFound
     from prefect.states import Crashed
 
+    from rnnflow import guard
+
+    guard.install()  # Prefect's temporary server, when it starts one here, dies with this process
+
     marked = []
     with get_client(sync_client=True) as prefect:
         for flow_run_id in flow_run_ids:

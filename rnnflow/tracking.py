@@ -8,26 +8,31 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import warnings
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
-import torch
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.models import ModelSignature
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
 from rnnflow import locks, runs
-from rnnmodel import EpochStats
+
+if TYPE_CHECKING:
+    from rnnmodel import EpochStats
 
 # Pinned so that logging a model never starts MLflow's slow requirement inference.
-PIP_REQUIREMENTS = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"]
+# From pip's metadata: importing torch costs seconds, and `runs sweep` or `promote` never use it.
+PIP_REQUIREMENTS = [f"torch=={version('torch').split('+')[0]}", f"mlflow=={mlflow.__version__}"]
 # The logged model runs rnnflow's own preprocessing: it ships that code with it.
 CODE_ROOT = Path(__file__).resolve().parent.parent
 FORECASTER_CODE = [str(CODE_ROOT / pkg) for pkg in ("rnnmodel", "rnnflow")]
@@ -236,11 +241,13 @@ def sweep_runs(crash_flow_runs: bool = True) -> runs.SweepResult:
 
 
 def _logger():
-    try:
-        from prefect import get_run_logger
-        return get_run_logger()
-    except Exception:  # outside a flow run
-        return logging.getLogger("rnnflow")
+    if "prefect" in sys.modules:  # not imported: no flow run either, and importing it costs 1 s
+        try:
+            from prefect import get_run_logger
+            return get_run_logger()
+        except Exception:  # outside a flow run
+            pass
+    return logging.getLogger("rnnflow")
 
 
 def log_params(run_id: str, params: Mapping[str, object]) -> None:
