@@ -87,7 +87,9 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rnnflow-startup-"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
-    env = {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    # A generous start-up limit: on a loaded machine the temporary server took over 90 s.
+    env = {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300"}
     env.pop("PREFECT_API_URL", None)  # a temporary server, as on a fresh clone
     if args.code:
         env["PYTHONPATH"] = str(args.code.resolve())
@@ -110,6 +112,8 @@ def main() -> None:
         row["ratio"] = row["wall_s"] / row["bare_s"]
         row["overhead_s"] = row["wall_s"] - row["bare_s"]
         rows.append(row)
+        log(f"{name}: {row['wall_s']:.1f} s against {row['bare_s']:.1f} s ({row['ratio']:.2f}x), "
+            f"load {os.getloadavg()[0]:.2f}")
 
     pair("train --preset tutorial", [*rnnflow, "train", "--preset", "tutorial", "--seed", "1"],
          ENGINE.format(), "engine alone (data + fit, both variants)")
@@ -117,8 +121,8 @@ def main() -> None:
 
     os.environ.update(throwaway_env(work))
     client = MlflowClient()
-    champion = client.get_model_version_by_alias(MODEL, "champion").version
-    other = next(v.version for v in client.search_model_versions(f"name = '{MODEL}'") if v.version != champion)
+    champion = str(client.get_model_version_by_alias(MODEL, "champion").version)
+    other = next(str(v.version) for v in client.search_model_versions(f"name = '{MODEL}'") if v.version != champion)
     q = QUERY.format(m=MODEL)
     pair("runs sweep", [*rnnflow, "runs", "sweep"], q, "MLflow query")
     pair("promote --force V", [*rnnflow, "promote", "--force", other], ALIAS.format(m=MODEL),

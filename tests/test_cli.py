@@ -96,3 +96,15 @@ def test_serve_and_make_ui_name_a_busy_port_before_starting(capsys, mlflow_store
     assert code == 2 and len(err.splitlines()) == 1
     assert f"port {port} on 127.0.0.1 is already in use; pass --port N" in err
     assert ui.returncode == 2 and ui.stderr.strip().endswith("make ui UI_PORT=N")
+
+
+def test_summary_links_the_run_where_the_ui_will_show_it(mlflow_store):
+    from mlflow import MlflowClient
+
+    from rnnflow.summary import ui_hint
+
+    client = MlflowClient()
+    run = client.create_run(client.create_experiment("hint"))
+    client.set_terminated(run.info.run_id)
+    assert ui_hint(run.info.run_id) == ("  open the MLflow UI: make ui, then http://127.0.0.1:5000/#/experiments/"
+                                        f"{run.info.experiment_id}/runs/{run.info.run_id}")
