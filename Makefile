@@ -35,7 +35,7 @@ test-fast: install
 # The local MLflow UI; team mode's tracking server listens on 5050, so both can run at once.
 UI_PORT ?= 5000
 ui: install
-	@$(BIN)/python -m rnnflow.services free-port 127.0.0.1 $(UI_PORT) "pick another with make ui UI_PORT=N"
+	@$(BIN)/python -m rnnflow.ops.services free-port 127.0.0.1 $(UI_PORT) "pick another with make ui UI_PORT=N"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 serve: install

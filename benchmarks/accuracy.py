@@ -166,7 +166,7 @@ class TrainingFailed(RuntimeError):
 
 def hermetic_env(work: Path) -> dict[str, str]:
     """A throw-away MLflow store, artifact root and Prefect home, quiet and offline."""
-    from rnnflow.settings import throwaway_env
+    from rnnflow.ops.settings import throwaway_env
 
     return {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING"}
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import mlflow
 from prefect import flow, get_run_logger, runtime
 from prefect.transactions import transaction
 
-from rnnflow import locks, promotion, registry, tracking
+from rnnflow import tracking
+from rnnflow.tracking import promotion
 from tasks.promote import move_champion, publish_decision, score_version
 
 
 @flow(name="promote")
 def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                  metric: str = "rmse", min_skill: float = 0.0, version: str | None = None,
-                 force: bool = False) -> registry.Decision:
+                 force: bool = False) -> tracking.Decision:
     """Score the champion and challenger ``version`` on the challenger's holdout (their error
     relative to the naive forecast's, mean over targets); promote only a challenger that beats
     the naive baselines by ``min_skill`` and the champion by ``min_improvement`` (or
@@ -27,8 +27,8 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
     client = tracking.client()
     version, holdout = promotion.to_judge(model_name, version, force)
     log = get_run_logger()
-    with locks.promotion_lock(client, mlflow.get_tracking_uri(), model_name):
-        champion = registry.alias_version(client, model_name, registry.CHAMPION)
+    with tracking.promotion_lock(client, tracking.tracking_uri(), model_name):
+        champion = tracking.alias_version(client, model_name, tracking.CHAMPION)
         if champion == str(version):
             log.info("%s v%s already is the champion", model_name, version)
             return promotion.unchanged(version, min_improvement)
@@ -39,8 +39,8 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                                            prefect_flow_run_id=str(runtime.flow_run.id))
         with transaction() as txn:
             txn.set("name", model_name)
-            txn.set("aliases_before", registry.snapshot_aliases(client, model_name))
-            txn.set("tags_before", registry.promotion_tags(client, model_name, [version, champion]))
+            txn.set("aliases_before", tracking.snapshot_aliases(client, model_name))
+            txn.set("tags_before", tracking.promotion_tags(client, model_name, [version, champion]))
             move_champion(model_name, version, decision, record)
             publish_decision(model_name, version, champion, decision, record)
     log.info("%s v%s: %s (%s)", model_name, version,

@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, PipelineConfig, load_config
-from rnnflow.services import failure_line, preflight
-from rnnflow.settings import apply_defaults
+from rnnflow.ops.services import failure_line, preflight
+from rnnflow.ops.settings import apply_defaults
 
 # Exit codes, the same for every command; each failure is ONE line on stderr.
 #   0  done
@@ -26,7 +26,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BEFORE_WORK = 0, 1, 2
 
 
 def _before_work_errors() -> tuple[type[Exception], ...]:
-    from rnnflow.services import ServiceUnavailable
+    from rnnflow.ops.services import ServiceUnavailable
 
     return ConfigError, ServiceUnavailable
 
@@ -38,7 +38,7 @@ class WorkFailed(Exception):
 def run_work(fn, *args, **kwargs):
     """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
     if getattr(fn, "fn", None) is not None:  # a Prefect flow: it may start a temporary server
-        from rnnflow import guard
+        from rnnflow.ops import guard
 
         guard.install()  # that server dies with this process, even on SIGKILL
     try:
@@ -175,7 +175,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from rnnflow import promotion, registry, tracking
+    from rnnflow import tracking
+    from rnnflow.tracking import promotion
 
     cfg = config_from_args(args).tracking
     # A flow run only with --flow: the rest is a few registry calls, and Prefect's temporary
@@ -184,7 +185,7 @@ def _promote(args: argparse.Namespace) -> int:
     version = args.force or args.version
     try:
         if args.rollback:
-            version = registry.rollback(tracking.client(), cfg.model_name)
+            version = tracking.rollback(tracking.client(), cfg.model_name)
             print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
             return EXIT_OK
         # nothing to judge (no version, no holdout): fail before any work starts
@@ -206,7 +207,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from rnnflow import tracking
 
     preflight(prefect=args.prefect)
-    result = tracking.sweep_runs(crash_flow_runs=args.prefect)
+    from rnnflow.ops import guard
+
+    # Prefect (and its temporary server, guarded) only when a flow run is to be marked Crashed.
+    result = tracking.sweep_runs(crash_flow_runs=args.prefect, before_prefect=guard.install)
     for run_id, why in result.killed.items():
         print(f"rnnflow runs sweep: run {run_id} ended KILLED: {why}")
     for run_id in result.ended:
@@ -219,7 +223,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from rnnflow.serve import serve
+    from rnnflow.ops.serve import serve
 
     overrides = None
     if args.config:
@@ -234,7 +238,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _team(args: argparse.Namespace) -> int:
-    from rnnflow.team import TeamError, main as team_main
+    from rnnflow.ops.team import TeamError, main as team_main
 
     try:
         if args.action == "add-user":

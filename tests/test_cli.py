@@ -90,7 +90,7 @@ def test_serve_and_make_ui_name_a_busy_port_before_starting(capsys, mlflow_store
         busy.listen()
         port = busy.getsockname()[1]
         code, err = run_cli(capsys, "serve", "--port", str(port))
-        ui = subprocess.run([sys.executable, "-m", "rnnflow.services", "free-port", "127.0.0.1",
+        ui = subprocess.run([sys.executable, "-m", "rnnflow.ops.services", "free-port", "127.0.0.1",
                              str(port), "pick another with make ui UI_PORT=N"],
                             capture_output=True, text=True)
     assert code == 2 and len(err.splitlines()) == 1

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
 
 def load_deployments(path: Path = PREFECT_YAML) -> list[dict]:
@@ -53,7 +53,7 @@ def local_server(port: int, timeout: float = 90):
     proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                             start_new_session=True)
-    from rnnflow.guard import watch
+    from rnnflow.ops.guard import watch
 
     watch(proc.pid)  # the server goes when this process goes, even on SIGKILL
     try:
@@ -88,7 +88,7 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
     check_deployments(specs, overrides)
     if os.environ.get("PREFECT_API_URL"):
         return _serve(specs, schedule, overrides, limit)
-    from rnnflow.services import require_free_port
+    from rnnflow.ops.services import require_free_port
 
     require_free_port("127.0.0.1", port, "pass --port N, or set PREFECT_API_URL to serve "
                       "through the Prefect server that listens there")

@@ -11,10 +11,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import mlflow
-
-from rnnflow import locks, registry, tracking
-from rnnflow.holdout import Holdout, challenger_holdout, score
+from rnnflow.holdout import Holdout, score
+from rnnflow.tracking import registry
+from rnnflow.tracking.backend import client as tracking_client, tracking_uri
+from rnnflow.tracking.models import challenger_holdout, load_pyfunc, missing_artifacts
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,11 @@ def score_version(name: str, version: str, holdout: Holdout) -> Score:
     """One registered version's metrics on the holdout, beside the naive baselines'; a version
     whose model cannot be loaded is reported, not raised: the caller decides what that means
     for the gate. ValueError when it loads but cannot answer this holdout."""
-    import mlflow.pyfunc
-
     uri = f"models:/{name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = load_pyfunc(uri)
     except Exception as exc:
-        gone = registry.missing_artifacts(uri)
+        gone = missing_artifacts(uri)
         why = f"its artifact location {gone} does not exist" if gone else str(exc).splitlines()[0][:200]
         return Score(None, f"{name} v{version} cannot be loaded: {why}")
     try:
@@ -90,7 +88,7 @@ def to_judge(model_name: str, version: str | None, force: bool) -> tuple[str, Ho
     """The version to judge (a forced one must exist) and the holdout to judge it on (None
     when forced); ValueError when either is missing."""
     if force:
-        registry.require_version(tracking.client(), model_name, str(version))
+        registry.require_version(tracking_client(), model_name, str(version))
         return str(version), None
     return challenger_holdout(model_name, version)
 
@@ -99,9 +97,9 @@ def promote(model_name: str = "rnnflow", min_improvement: float = 0.0, metric: s
             min_skill: float = 0.0, version: str | None = None, force: bool = False) -> registry.Decision:
     """What the promotion flow decides, as plain calls (see flows/promote.py for the rules);
     the aliases and tags move all or nothing. ValueError when there is nothing to judge."""
-    client = tracking.client()
+    client = tracking_client()
     version, holdout = to_judge(model_name, version, force)
-    with locks.promotion_lock(client, mlflow.get_tracking_uri(), model_name):
+    with registry.promotion_lock(client, tracking_uri(), model_name):
         champion = registry.alias_version(client, model_name, registry.CHAMPION)
         if champion == str(version):
             return unchanged(version, min_improvement)
