@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnnflow.settings import throwaway_env  # imports nothing heavy
+from rnnflow.ops.settings import throwaway_env  # imports nothing heavy
 
 BIN = Path(sys.executable).parent
 MODEL = "rnnflow"  # the default model name, so `rnnflow promote` needs no flags

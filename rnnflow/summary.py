@@ -76,12 +76,10 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
 def ui_hint(run_id: str) -> str:
     """Where to read the run: the tracking server's page for it (team mode, or any
     ``MLFLOW_TRACKING_URI`` that is a server), else `make ui` and the page it will serve."""
-    import mlflow
-
     from rnnflow import tracking
 
     url = tracking.run_url(run_id)
-    if mlflow.get_tracking_uri().startswith(("http://", "https://")):
+    if tracking.tracking_uri().startswith(("http://", "https://")):
         return f"  open the run in the MLflow UI: {url}"
     return f"  open the MLflow UI: make ui, then {url}"
 
