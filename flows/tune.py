@@ -151,7 +151,8 @@ def _task_runner(cfg: TuneConfig):
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
-    n = cfg.n_workers or max(1, len(os.sched_getaffinity(0)))
+    # No more workers than trials: each one costs seconds of imports before its first trial.
+    n = min(cfg.n_workers or max(1, len(os.sched_getaffinity(0))), cfg.trials)
     # Processes, not threads: each trial trains with its own interpreter and torch threads.
     # The dashboard on a free port (":0"): several studies on one machine must not collide.
     logging.getLogger("distributed").setLevel(logging.WARNING)  # a line per worker event

@@ -47,6 +47,8 @@ class DataConfig(Section):
         "fail", description="Folder or glob: a time stamp in two files fails, or the later (last) "
         "or earlier (first) file's row wins")
     target: list[str] = Field([], description="Target column(s) of the file (repeatable)")
+    unit: str | None = Field(None, description="Unit of the target(s), shown on the plots' value "
+                             "axis, e.g. 'thousand passengers'")
     features: list[str] = Field([], description="Extra input columns (targets are inputs too)")
     time_column: str | None = Field(None, description="Column with the time stamps (dates, ISO text, "
                                     "YYYYMMDD integers, decimal years or step numbers)")

@@ -27,6 +27,7 @@ class Dataset:
     test: Windows | None  # None when test_fraction is 0
     source: str  # the file, folder, glob or masked URL#table=NAME (rnnflow.sources.describe), or preset:NAME
     folds: dict = field(default_factory=dict, repr=False)  # backtest folds by count, cut once
+    unit: str | None = None  # of the targets, for plot axes (DataConfig.unit)
 
     @property
     def holdout(self) -> Holdout:
@@ -77,7 +78,7 @@ def _load(cfg: DataConfig, source: str, raw: pd.DataFrame, columns: Columns) -> 
                  for s in segments]
     except DataError as exc:
         raise DataError(f"{source}: {exc}") from None
-    return Dataset(raw, frame, pre, segments, *parts, source)
+    return Dataset(raw, frame, pre, segments, *parts, source, unit=cfg.unit)
 
 
 def refuse_constant_targets(pre: Preprocessor, source: str) -> None:

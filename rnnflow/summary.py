@@ -76,8 +76,19 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
     if summary.decision is not None:
         verdict = "promoted" if summary.decision.promote else "not promoted"
         lines.append(f"  {verdict}: {summary.decision.reason}")
-    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    lines.append(ui_hint(summary.parent_run_id))
     return "\n".join(lines)
+
+
+def ui_hint(run_id: str) -> str:
+    """Where to read the run: the tracking server's page for it (team mode, or any
+    ``MLFLOW_TRACKING_URI`` that is a server), else `make ui` and the page it will serve."""
+    from rnnflow import tracking
+
+    url = tracking.run_url(run_id)
+    if tracking.tracking_uri().startswith(("http://", "https://")):
+        return f"  open the run in the MLflow UI: {url}"
+    return f"  open the MLflow UI: make ui, then {url}"
 
 
 def format_tune_summary(s, cfg: PipelineConfig) -> str:  # s: flows.tune.TuneSummary
@@ -95,7 +106,7 @@ def format_tune_summary(s, cfg: PipelineConfig) -> str:  # s: flows.tune.TuneSum
         lines.append(f"  registered {s.model_name} version {s.version} as challenger: "
                      f"{'now champion' if champion else 'not promoted'}"
                      + (f" ({s.decision.reason})" if s.decision else ""))
-    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    lines.append(ui_hint(s.parent_run_id))
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from rnnflow import evaluate, intervals, plots, tracking
 from rnnflow.config import DIRECTIONS, PipelineConfig, Variant
 from rnnflow.dataset import Dataset
+from rnnflow.preprocess import Windows
 from rnnflow.forecaster import input_example, save_checkpoint, signature
 from rnnmodel import History, NetworkConfig, SequenceRegressor, init_model
 
@@ -65,10 +66,29 @@ def log_model(run_id: str, model: SequenceRegressor, ds: Dataset) -> str:
                                        signature(ds.pre, ds.raw, intervals.levels(model)))
 
 
-def test_stretch(series: np.ndarray, per_step: bool, length: int = 200) -> np.ndarray:
-    """A 1-D stretch of the test set to plot: the first window for per-step tasks, else the
-    one-step-ahead values of consecutive windows (first target)."""
-    return series[0, :, 0] if per_step else series[:length, 0, 0]
+def test_stretch(w: Windows, per_step: bool, length: int = 200) -> tuple:
+    """Where in (windows, steps, targets) arrays of the test set a 1-D stretch to plot lies:
+    the first window for per-step tasks, else the one-step-ahead values of the first series'
+    consecutive windows (first target): ``array[stretch]`` is that stretch."""
+    if per_step:
+        return 0, slice(None), 0
+    first = np.flatnonzero(w.series == w.series[0])[:length]
+    return first, 0, 0
+
+
+def plot_test_stretch(ds: Dataset, forecasts: dict[str, np.ndarray], title: str):
+    """Forecasts (windows, steps, targets) against the actual values and the naive forecast
+    on a stretch of the test set, over the data's own time stamps, in the target's units."""
+    w, pre = ds.test, ds.pre
+    at = test_stretch(w, pre.horizon is None)
+    rows = w.rows[at[:2]]
+    time_col = pre.columns.time
+    time = ds.frame[time_col].to_numpy()[rows] if time_col else rows
+    target = pre.columns.targets[0]
+    return plots.forecast_vs_actual(
+        w.actual[at], {name: f[at] for name, f in forecasts.items()}, title, time=time,
+        naive=pre.naive(w)[at], ylabel=f"{target} ({ds.unit})" if ds.unit else target,
+        xlabel=time_col or "row")
 
 
 def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, np.ndarray | None]:
@@ -135,13 +155,11 @@ def log_backtest(run_id: str, folds: list[dict[str, float]]) -> None:
                                   for m in keys if not all(math.isnan(f[m]) for f in folds)})
 
 
-def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray,
-                      actual: np.ndarray, per_step: bool) -> None:
+def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray, ds: Dataset) -> None:
     tracking.log_figure(run_id, plots.loss_curves({name: (history.train_loss, history.val_loss)}),
                         "plots/loss_curves.png")
-    tracking.log_figure(run_id, plots.forecast_vs_actual(
-        test_stretch(actual, per_step), {name: test_stretch(forecast, per_step)},
-        f"{name}: forecast vs actual (test set)"), "plots/forecast_vs_actual.png")
+    tracking.log_figure(run_id, plot_test_stretch(ds, {name: forecast}, f"{name}: forecast vs actual (test set)"),
+                        "plots/forecast_vs_actual.png")
 
 
 def log_scores(run_id: str, val: dict[str, float], test: dict[str, float], ds: Dataset,
@@ -190,10 +208,8 @@ def log_comparison(parent_id: str, results: dict[str, VariantResult], ds: Datase
     histories = {v: (r.history.train_loss, r.history.val_loss) for v, r in results.items()}
     tracking.log_figure(parent_id, plots.loss_curves(histories, "Loss per epoch, every variant"),
                         "plots/loss_curves.png")
-    per_step = ds.pre.horizon is None
-    forecasts = {v: test_stretch(r.forecast, per_step) for v, r in results.items()}
-    tracking.log_figure(parent_id, plots.forecast_vs_actual(test_stretch(ds.test.actual, per_step), forecasts,
-                                                            "Forecast vs actual (test set)"),
+    forecasts = {r.variant: r.forecast for r in results.values()}
+    tracking.log_figure(parent_id, plot_test_stretch(ds, forecasts, "Forecast vs actual (test set), every variant"),
                         "plots/forecast_vs_actual.png")
     first = next(iter(results.values()))
     q = intervals.levels(first.model)

@@ -52,7 +52,7 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
         if folds:
             training.log_backtest(run_id, evaluate.backtest(
                 folds, cfg.train, lambda: training.build_variant(cfg, ds, variant), device))
-        training.log_variant_plots(run_id, name, history, forecast, ds.test.actual, ds.pre.horizon is None)
+        training.log_variant_plots(run_id, name, history, forecast, ds)
         if quantiles is not None:
             training.log_interval_plots(run_id, name, model, ds, quantiles)
         tracking.log_holdout(run_id, ds.holdout)
