@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install $(TORCH)
 	@# Every later install is held to the torch just installed, so no package pulls another build.
-	$(BIN)/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > $(VENV)/constraints.txt
+	@# From pip's metadata, not `import torch`, which warns "Failed to initialize NumPy" before numpy is in.
+	$(BIN)/python -c "from importlib.metadata import version; print('torch==' + version('torch').split('+')[0])" > $(VENV)/constraints.txt
 	$(PIP) install -e ".[dev,team]" -c $(VENV)/constraints.txt
 	@touch $@
 
@@ -31,8 +32,11 @@ test: install
 test-fast: install
 	$(BIN)/pytest -m "not slow"
 
+# The local MLflow UI; team mode's tracking server listens on 5050, so both can run at once.
+UI_PORT ?= 5000
 ui: install
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	@$(BIN)/python -m rnnflow.ops.services free-port 127.0.0.1 $(UI_PORT) "pick another with make ui UI_PORT=N"
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 serve: install
 	$(BIN)/rnnflow serve

@@ -9,7 +9,10 @@ same rows: naive (last value), seasonal naive and, with the ``bench`` extra, sta
 AutoETS and AutoARIMA fitted on the training rows and scored one step ahead on the test rows
 (the fitted model is run forward over each prefix of the series, never refitted). Flags this
 script does not know are passed to every `rnnflow train` (e.g. ``--normalize global``), so one
-code version can be measured both ways. A file whose training fails prints why and the run
+code version can be measured both ways. With ``--intervals`` rnnflow trains quantile heads and
+each file also gets the 80 % interval's coverage, width and Winkler score: rnnflow's before and
+after calibration, the naive's (from its validation errors), AutoETS' and AutoARIMA's (their own
+prediction intervals), on the same rows. A file whose training fails prints why and the run
 goes on. The last line of stdout is one JSON object with the scores against issue 11's targets.
 """
 
@@ -36,6 +39,8 @@ VAL_FRACTION = TEST_FRACTION = 0.15  # rnnflow's defaults (rnnflow/config.py Dat
 QUICK_EPOCHS = 3
 TRAIN_TIMEOUT_S = 1800
 RTOL = 1e-6  # our naive RMSE against rnnflow's logged one
+LEVEL = 80  # the central interval scored with --intervals (rnnflow's --quantiles 0.1 0.5 0.9)
+QUANTILES = ("0.1", "0.5", "0.9")
 
 
 @dataclass(frozen=True)
@@ -123,11 +128,13 @@ def naive_scores(y: np.ndarray, targets: np.ndarray, season: int | None) -> dict
 
 
 def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season: int | None,
-                    chosen: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+                    chosen: dict[str, str] | None = None,
+                    bands: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """One-step forecasts of rows ``targets`` by AutoETS and AutoARIMA fitted on
     ``y[:train_stop]``: row t is forecast from ``y[:t]`` with the fitted parameters
     (``forward``: no refit). Empty without statsforecast; a model that fails gives NaNs.
-    ``chosen`` receives the form each one picked, e.g. 'ETS(M,A,M)'."""
+    ``chosen`` receives the form each one picked, e.g. 'ETS(M,A,M)'; ``bands`` each one's
+    80 % prediction interval, (targets, 2) lower and upper, from the same forward pass."""
     try:
         from statsforecast.arima import arima_string
         from statsforecast.models import AutoARIMA, AutoETS
@@ -138,14 +145,34 @@ def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season:
                         ("AutoARIMA", AutoARIMA(season_length=season or 1))):
         try:
             model.fit(y[:train_stop])
-            out[name] = np.array([model.forward(y=y[:t], h=1)["mean"][0] for t in targets])
+            steps = [model.forward(y=y[:t], h=1, level=[LEVEL]) for t in targets]
+            out[name] = np.array([f["mean"][0] for f in steps])
+            if bands is not None:
+                bands[name] = np.array([[f[f"lo-{LEVEL}"][0], f[f"hi-{LEVEL}"][0]] for f in steps])
             if chosen is not None:
                 chosen[name] = (model.model_["method"] if name == "AutoETS"
                                 else arima_string(model.model_).strip())
         except Exception as exc:  # one model's numerical trouble must not end the benchmark
             print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             out[name] = np.full(len(targets), np.nan)
+            if bands is not None:
+                bands[name] = np.full((len(targets), 2), np.nan)
     return out
+
+
+def interval_row(lo: np.ndarray, hi: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """Coverage, mean width and Winkler interval score of an 80 % interval on ``actual``."""
+    from rnnmodel.quantiles import interval_scores
+
+    mid = (lo + hi) / 2  # unused by the interval scores
+    s = interval_scores(np.stack([lo, mid, hi], -1)[:, None, None], actual[:, None, None], (0.1, 0.5, 0.9))
+    return {"coverage": s["coverage_80"], "width": s["width_80"], "interval_score": s["interval_score_80"]}
+
+
+def logged_intervals(m: dict[str, float], prefix: str = "test_") -> dict[str, float]:
+    """rnnflow's logged 80 % interval metrics (``prefix`` test_ or test_raw_), if it logged them."""
+    keys = {"coverage": "coverage_80", "width": "width_80", "interval_score": "interval_score_80"}
+    return {k: m[prefix + v] for k, v in keys.items()} if prefix + "coverage_80" in m else {}
 
 
 def load_series(case: Case, data_dir: Path) -> np.ndarray:
@@ -229,6 +256,7 @@ class FileResult:
     forms: dict[str, str] = field(default_factory=dict)  # what AutoETS/AutoARIMA picked
     error: str | None = None
     seconds: float = 0.0
+    intervals: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> coverage, width, score
 
 
 def align(y: np.ndarray, case: Case, logged: dict[str, float]) -> tuple[str | None, str]:
@@ -264,14 +292,22 @@ def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> F
         return res
     for variant, m in sorted(trained.variants.items(), key=lambda kv: kv[0] != "rnn"):
         res.rows[variant.upper()] = {"rmse": m["test_rmse"], "mae": m["test_mae"]}
+        for label, prefix in ((" raw", "test_raw_"), ("", "test_")):
+            if logged_intervals(m, prefix):
+                res.intervals[variant.upper() + label] = logged_intervals(m, prefix)
+        if "naive_coverage_80" in m and "naive" not in res.intervals:
+            res.intervals["naive"] = {k: m[f"naive_{k}_80"] for k in ("coverage", "width", "interval_score")}
     logged = next(iter(trained.variants.values()))
     res.convention, line = align(y, case, logged)
     print(line, flush=True)
     train_stop, targets = split_rows(len(y), case.window, convention=res.convention or "segment")
     res.n_test = len(targets)
     res.rows |= naive_scores(y, targets, case.season_length)
+    bands: dict[str, np.ndarray] = {}
     res.rows |= {name: scores(pred, y[targets]) for name, pred
-                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms).items()}
+                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms, bands).items()}
+    if res.intervals:
+        res.intervals |= {name: interval_row(b[:, 0], b[:, 1], y[targets]) for name, b in bands.items()}
     res.chosen = (trained.chosen or min(trained.variants, key=lambda v: trained.variants[v]["test_rmse"])).upper()
     res.champion = trained.champion
     res.skill = 1 - res.rows[res.chosen]["rmse"] / logged["naive_rmse"]
@@ -303,6 +339,10 @@ def print_table(res: FileResult) -> None:
         mark = "  <- rnnflow's pick" if model == res.chosen else ""
         mark = mark or (f"  {res.forms[model]}" if model in res.forms else "")
         print(f"   {model:15s} {m['rmse']:10.4g} {m['mae']:10.4g} {1 - m['rmse'] / naive:+8.3f}{mark}")
+    if res.intervals:
+        print(f"   {'80 % interval':15s} {'coverage':>10s} {'width':>10s} {'score':>10s}")
+        for model, m in res.intervals.items():
+            print(f"   {model:15s} {m['coverage']:10.3f} {m['width']:10.4g} {m['interval_score']:10.4g}")
     ets = ahead_of_ets(res)
     print(f"   {res.n_test} test rows; pick {res.chosen}: skill {res.skill:+.3f} vs naive; "
           f"ahead of AutoETS: {'n/a' if ets is None else 'yes' if ets else 'no'}; "
@@ -332,6 +372,17 @@ def summary(results: list[FileResult], extra: list[str], quick: bool) -> dict:
         "ahead_of_AutoETS": f"{ahead}/{len(with_ets)}" if with_ets or has_statsforecast()
         else "statsforecast not installed",
     }
+    if any(r.intervals for r in ok):  # issue 21's goals, on the variant rnnflow picked
+        cov = {r.case.name: round(r.intervals[r.chosen]["coverage"], 3) for r in ok if r.chosen in r.intervals}
+        with_arima = [r for r in ok if r.chosen in r.intervals and "AutoARIMA" in r.intervals]
+        out["coverage_80"] = cov
+        out["coverage_80_raw"] = {r.case.name: round(r.intervals[r.chosen + " raw"]["coverage"], 3)
+                                  for r in ok if r.chosen + " raw" in r.intervals}
+        out["coverage_in_0.75-0.85"] = f"{sum(0.75 <= c <= 0.85 for c in cov.values())}/{len(results)}"
+        out["coverage_in_0.70-0.90"] = f"{sum(0.70 <= c <= 0.90 for c in cov.values())}/{len(results)}"
+        out["interval_score_ahead_of_AutoARIMA"] = (
+            f"{sum(r.intervals[r.chosen]['interval_score'] < r.intervals['AutoARIMA']['interval_score'] for r in with_arima)}"
+            f"/{len(with_arima)}" if with_arima else "statsforecast not installed")
     out["targets_met"] = {
         "skill_positive_where_stats_beat_naive": bool(with_ets) and all(r.skill > 0 for r in need)
         and len(ok) == len(results),
@@ -349,8 +400,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="only these files (by stem)")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder with the CSVs")
     parser.add_argument("--keep", action="store_true", help="keep the MLflow store and logs")
+    parser.add_argument("--intervals", action="store_true", help=f"train with --quantiles {' '.join(QUANTILES)} "
+                        f"and score {LEVEL} %% intervals: rnnflow's before and after calibration, naive's, "
+                        "AutoETS' and AutoARIMA's")
     args, extra = parser.parse_known_args(argv)
     extra = (["--epochs", str(QUICK_EPOCHS)] if args.quick else []) + extra  # the user's flags win
+    if args.intervals and "--quantiles" not in extra:
+        extra += ["--quantiles", *QUANTILES]
     cases = [c for c in CASES if not args.files or c.name in args.files]
     work = Path(tempfile.mkdtemp(prefix="rnnflow-accuracy-"))
     results, start = [], time.perf_counter()

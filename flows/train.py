@@ -53,7 +53,8 @@ def train_flow(config: PipelineConfig = PipelineConfig(), promote: bool = True,
         # at another training's version.
         summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
                                         cfg.tracking.metric, cfg.tracking.min_skill,
-                                        version=summary.version)
+                                        version=summary.version,
+                                        max_coverage_error=cfg.tracking.max_coverage_error)
         summary.aliases = training.aliases_of(cfg.tracking.model_name, summary.version)
     return summary
 

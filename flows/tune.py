@@ -78,7 +78,8 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
     if summary.version:  # after the study's run ends FINISHED: only a good study is promoted
         summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
                                         cfg.tracking.metric, cfg.tracking.min_skill,
-                                        version=summary.version)
+                                        version=summary.version,
+                                        max_coverage_error=cfg.tracking.max_coverage_error)
         aliases = tracking.snapshot_aliases(tracking.client(), cfg.tracking.model_name)
         summary.aliases = sorted(a for a, v in aliases.items() if v == summary.version)
     return summary
@@ -150,7 +151,8 @@ def _task_runner(cfg: TuneConfig):
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
-    n = cfg.n_workers or max(1, len(os.sched_getaffinity(0)))
+    # No more workers than trials: each one costs seconds of imports before its first trial.
+    n = min(cfg.n_workers or max(1, len(os.sched_getaffinity(0))), cfg.trials)
     # Processes, not threads: each trial trains with its own interpreter and torch threads.
     # The dashboard on a free port (":0"): several studies on one machine must not collide.
     logging.getLogger("distributed").setLevel(logging.WARNING)  # a line per worker event

@@ -37,9 +37,10 @@ class WorkFailed(Exception):
 
 def run_work(fn, *args, **kwargs):
     """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
-    from rnnflow.ops import guard
+    if getattr(fn, "fn", None) is not None:  # a Prefect flow: it may start a temporary server
+        from rnnflow.ops import guard
 
-    guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
+        guard.install()  # that server dies with this process, even on SIGKILL
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
@@ -231,25 +232,29 @@ def _monitor(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from flows.promote import promote_flow
     from rnnflow import tracking
+    from rnnflow.tracking import promotion
 
     cfg = config_from_args(args).tracking
-    preflight(prefect=not args.rollback)  # a rollback moves aliases only: no flow run
+    # A flow run only with --flow: the rest is a few registry calls, and Prefect's temporary
+    # server alone cost several times their time.
+    preflight(prefect=args.flow and not args.rollback)
     version = args.force or args.version
     try:
         if args.rollback:
             version = tracking.rollback(tracking.client(), cfg.model_name)
             print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
             return EXIT_OK
-        if args.force:
-            tracking.require_version(tracking.client(), cfg.model_name, args.force)
-        else:  # nothing to compare: fail before a flow run starts
-            version = tracking.challenger_holdout(cfg.model_name, version)[0]
+        # nothing to judge (no version, no holdout): fail before any work starts
+        version = promotion.to_judge(cfg.model_name, version, bool(args.force))[0]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    decision = run_work(promote_flow, cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
-                        version=version, force=bool(args.force))
+    if args.flow:
+        from flows.promote import promote_flow as promote
+    else:
+        promote = promotion.promote
+    decision = run_work(promote, cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
+                        version=version, force=bool(args.force), max_coverage_error=cfg.max_coverage_error)
     verdict = "" if decision.unchanged else "promoted: " if decision.promote else "not promoted: "
     print(f"rnnflow promote: {verdict}{decision.reason}")
     return EXIT_OK
@@ -259,11 +264,10 @@ def _sweep(args: argparse.Namespace) -> int:
     from rnnflow import tracking
 
     preflight(prefect=args.prefect)
-    if args.prefect:
-        from rnnflow.ops import guard
+    from rnnflow.ops import guard
 
-        guard.install()
-    result = tracking.sweep_runs(crash_flow_runs=args.prefect)
+    # Prefect (and its temporary server, guarded) only when a flow run is to be marked Crashed.
+    result = tracking.sweep_runs(crash_flow_runs=args.prefect, before_prefect=guard.install)
     for run_id, why in result.killed.items():
         print(f"rnnflow runs sweep: run {run_id} ended KILLED: {why}")
     for run_id in result.ended:
@@ -337,13 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flags(mon, "monitor", MonitorConfig)
     mon.set_defaults(func=_monitor)
     promote = sub.add_parser("promote", help="promote the challenger if it beats the champion")
-    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill"))
+    _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill",
+                                                              "max_coverage_error"))
     promote.add_argument("--rollback", action="store_true",
                          help="make the previous champion the champion again")
     promote.add_argument("--version", help="judge this version instead of the challenger alias's")
     promote.add_argument("--force", metavar="VERSION",
                          help="make VERSION the champion without judging it (operator override, "
                               "e.g. when the champion cannot be loaded); recorded as forced")
+    promote.add_argument("--flow", action="store_true",
+                         help="run as a Prefect flow run (tracked in the Prefect UI, with its "
+                              "decision as an artifact); default: plain registry calls")
     promote.set_defaults(func=_promote)
     runs = sub.add_parser("runs", help="maintain the MLflow runs of the store")
     runs_sub = runs.add_subparsers(dest="runs_command", required=True, parser_class=Parser)

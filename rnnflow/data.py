@@ -7,7 +7,11 @@ would fix it, so the CLI can print it and exit with code 2 before an MLflow run 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import datetime as dt
+import re
+import warnings
+import zoneinfo
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,10 +74,34 @@ class TimeAxis:
     freq: str | None = None  # datetime: a pandas offset alias such as "MS"
     step: float | None = None  # number: the constant difference between rows
     format: str | None = None  # text or YYYYMMDD integers: the strftime format they are read with
+    # Local stamps whose UTC offset changes (daily or coarser): rows are read on their own wall
+    # clock, and stamps are written back in this zone (an IANA name, or "UTC+02:00": the last offset).
+    zone: str | None = None
+    # Business days: the weekdays that have rows ("Mon Tue Wed Thu Fri"); a missing one of them is a
+    # holiday (runs of up to HOLIDAY_RUN), not a gap. ``holidays``: those seen in training, ISO dates.
+    weekmask: str | None = None
+    holidays: list[str] | None = None
+
+    def calendar(self):
+        """One step as a pandas offset (datetime axes)."""
+        if self.weekmask:
+            return pd.offsets.CustomBusinessDay(weekmask=self.weekmask, holidays=list(self.holidays or ()))
+        return pd.tseries.frequencies.to_offset(self.freq)
 
     def offset(self, k: np.ndarray | int):
         """``k`` steps as something to add to a time stamp."""
-        return pd.tseries.frequencies.to_offset(self.freq) * k if self.kind == "datetime" else self.step * k
+        return self.calendar() * k if self.kind == "datetime" else self.step * k
+
+    def stamps(self, values) -> pd.DatetimeIndex:
+        """Wall-clock times of this axis as the data spelled them: in ``zone`` when it has one."""
+        index = pd.DatetimeIndex(pd.to_datetime(values))
+        if not self.zone or index.tz is not None:
+            return index
+        zone = self.zone
+        if zone.startswith("UTC") and len(zone) > 3:
+            sign, hh, mm = zone[3], int(zone[4:6]), int(zone[7:9])
+            zone = dt.timezone((-1 if sign == "-" else 1) * dt.timedelta(hours=hh, minutes=mm))
+        return index.tz_localize(zone, ambiguous=np.zeros(len(index), bool), nonexistent="shift_forward")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +130,7 @@ def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | N
     """
     if cols.layout == "wide" and cols.targets[0] not in frame.columns:
         frame = melt_wide(frame, cols, source)
+    check_names(cols, source)
     numeric = cols.inputs if scoring else cols.values
     wanted = [c for c in (cols.series_id, cols.time) if c] + numeric
     absent = [c for c in wanted if c not in frame.columns]
@@ -127,14 +156,16 @@ def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | N
     if cols.time:
         fmt = axis.format if axis else time_format
         given = frame[cols.time].iloc[0]
-        frame[cols.time] = parse_time(frame[cols.time], cols.time, fmt, source)
+        text = frame[cols.time]
+        frame[cols.time] = parse_time(text, cols.time, fmt, source)
+        frame[cols.time], zone = wall_clock(text, frame[cols.time], axis)
         dated = pd.api.types.is_datetime64_any_dtype(frame[cols.time])
         if axis and dated != (axis.kind == "datetime"):  # else a TypeError deep in the grid
             raise DataError(f"{source}: time column {cols.time!r} holds {'dates' if dated else 'numbers'} "
                             f"(e.g. {_plain(given)!r}) but the model was trained on "
                             f"{'dates' if axis.kind == 'datetime' else 'numbers'}")
         frame = _order(frame, cols, sort_time, source)
-        axis = axis or infer_axis(frame, cols, fmt, freq, source)
+        axis = axis or replace(infer_axis(frame, cols, fmt, freq, source), zone=zone)
         frame = _fill_periods(frame, cols, axis, missing, source)
     frame = _fill_values(frame, cols, numeric, missing, source)
     return frame.reset_index(drop=True), axis
@@ -186,6 +217,86 @@ def parse_time(col: pd.Series, name: str, fmt: str | None, source: str) -> pd.Se
                     f"{col.iloc[0]!r}); name its format with --time-format, e.g. %d/%m/%Y")
 
 
+# A written UTC offset at the end of an ISO 8601 stamp: Z, +02:00 or +0200.
+OFFSET_AT_END = r"(?:Z|[+-]\d\d:?\d\d)$"
+# Tried first when a zone is guessed from the offsets seen, so the name is a familiar one (many
+# zones share rules; any that gives every offset seen stamps the forecasts the same way).
+COMMON_ZONES = ("Europe/London", "Europe/Berlin", "Europe/Helsinki", "America/New_York", "America/Chicago",
+                "America/Denver", "America/Los_Angeles", "America/Sao_Paulo", "America/Santiago",
+                "Australia/Sydney", "Australia/Adelaide", "Pacific/Auckland")
+
+
+def wall_clock(text: pd.Series, parsed: pd.Series, axis: TimeAxis | None) -> tuple[pd.Series, str | None]:
+    """Local stamps whose UTC offset changes, read on the wall clock they were written in when
+    every row has the same time of day (daily or coarser data: ``2024-03-31T00:00:00+02:00`` is
+    the day 2024-03-31), so a scoring file in another offset reads the same; several rows a day
+    stay on one UTC axis. Returns the stamps and the zone to write them back in (the column's
+    zone or one offset as ``UTC+01:00``, else see ``zone_of``; None: leave them as parsed).
+    ``axis``: the training axis (scoring)."""
+    tz = getattr(parsed.dtype, "tz", None)
+    if tz is None or (axis is not None and not axis.zone):
+        return parsed, None
+    if str(tz) != "UTC" or pd.api.types.is_datetime64_any_dtype(text):  # one offset or a named zone
+        local = parsed.dt.tz_localize(None)
+    else:  # mixed offsets were parsed to UTC: the written clock is the text without its offset
+        local = pd.to_datetime(text.astype(str).str.strip().str.replace(OFFSET_AT_END, "", regex=True),
+                               format="ISO8601")
+    if axis is not None:
+        return local, axis.zone
+    if (local - local.dt.normalize()).nunique() != 1:
+        return parsed, None  # several stamps a day: one UTC axis
+    utc = parsed.dt.tz_convert(None)
+    offsets = local - utc
+    if str(tz) != "UTC" or offsets.nunique() == 1:  # a named zone, or one offset throughout (kept)
+        return local, str(tz)
+    return local, zone_of(utc, offsets)
+
+
+def zone_of(utc: pd.Series, offsets: pd.Series) -> str:
+    """A time zone whose rules give every UTC offset seen (familiar names first), so stamps
+    after the data's end get the offset of their own date; else the last offset seen, as
+    ``UTC+02:00``. ``utc``: naive UTC times; ``offsets``: local minus UTC, per row."""
+    seen = offsets.to_numpy()
+    changes = np.flatnonzero(seen[1:] != seen[:-1])
+    sample = np.unique(np.r_[0, len(seen) - 1, changes, changes + 1])  # rows around each change
+    at = pd.DatetimeIndex(utc.iloc[sample]).tz_localize("UTC")
+    for name in _zones():
+        got = at.tz_convert(name).tz_localize(None) - at.tz_localize(None)
+        if (got.to_numpy() == seen[sample]).all():
+            full = pd.DatetimeIndex(utc).tz_localize("UTC")
+            if ((full.tz_convert(name).tz_localize(None) - full.tz_localize(None)).to_numpy() == seen).all():
+                return name
+    minutes = int(seen[-1] / np.timedelta64(1, "m"))
+    return f"UTC{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _zones() -> list[str]:
+    regions = sorted(z for z in zoneinfo.available_timezones()
+                     if "/" in z and not z.startswith(("Etc/", "posix/", "right/", "SystemV/")))
+    return [*COMMON_ZONES, *(z for z in regions if z not in COMMON_ZONES)]
+
+
+# Forecast output columns besides the targets (see forecaster.Forecaster.table).
+OUTPUT_COLUMNS = ("origin", "step")
+
+
+def check_names(cols: Columns, source: str) -> None:
+    """DataError when a column the model reads is named like a column of its forecasts, which
+    holds [id], [time], origin, step, one column per target and, for quantile forecasts,
+    ``<target>_q<level>``: the forecasts would overwrite it. Checked at training and scoring."""
+    quantile = re.compile("^(?:" + "|".join(map(re.escape, map(str, cols.targets))) + r")_q\d")
+    roles = [*(("target", c) for c in cols.targets), *(("feature", c) for c in cols.features),
+             *([("id", cols.series_id)] if cols.series_id else []), *([("time", cols.time)] if cols.time else [])]
+    for role, name in roles:
+        if (name in OUTPUT_COLUMNS or (role != "time" and name == cols.time)
+                or (role != "id" and name == cols.series_id) or quantile.match(str(name))):
+            output = dict.fromkeys([c for c in (cols.series_id, cols.time) if c and c not in OUTPUT_COLUMNS]
+                                   + [*OUTPUT_COLUMNS, *cols.targets])
+            raise DataError(f"{source}: {role} column {name!r} is named like a column of the forecasts "
+                            f"({', '.join(map(str, output))}, <target>_q<level>), which would overwrite it; "
+                            "rename it in the data")
+
+
 def _plain(value):
     """A numpy scalar as the Python value it holds, so messages show 1920.0, not np.float64(1920.0)."""
     return value.item() if isinstance(value, np.generic) else value
@@ -223,6 +334,12 @@ def infer_axis(frame: pd.DataFrame, cols: Columns, fmt: str | None, freq: str | 
     _, part = max(_series(frame, cols), key=lambda p: len(p[1]))
     t = part[cols.time]
     if pd.api.types.is_datetime64_any_dtype(t):
+        weekmask = business_days(t) if freq in (None, "B", "C") else None
+        if weekmask or freq in ("B", "C"):
+            weekmask = weekmask or "Mon Tue Wed Thu Fri"
+            _, holidays = business_grid(t, weekmask)
+            return TimeAxis("datetime", freq="B" if weekmask == "Mon Tue Wed Thu Fri" else "C",
+                            format=fmt, weekmask=weekmask, holidays=[show(h) for h in holidays])
         alias = freq or pd.infer_freq(t) if len(t) >= 3 else freq
         if alias is None:  # gaps hide the frequency: ask runs of five consecutive stamps
             runs = [pd.infer_freq(t.iloc[i:i + 5]) for i in range(0, len(t) - 4)]
@@ -248,9 +365,44 @@ def infer_axis(frame: pd.DataFrame, cols: Columns, fmt: str | None, freq: str | 
     return TimeAxis("number", step=step, format=fmt)
 
 
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+HOLIDAY_RUN = 5  # business days in a row that may be missing as holidays (a week of them); more is a gap
+
+
+def business_days(t: pd.Series) -> str | None:
+    """The weekdays of day-by-day data that never has rows on the other weekdays (at least
+    three weeks of it), as a pandas weekmask such as ``"Mon Tue Wed Thu Fri"``; else None."""
+    if len(t) < 10 or t.iloc[-1] - t.iloc[0] < pd.Timedelta(days=21):
+        return None
+    if (t - t.dt.normalize()).nunique() != 1:  # several stamps a day
+        return None
+    if pd.Series(t.to_numpy()).diff().median() != pd.Timedelta(days=1):
+        return None
+    days = sorted(set(t.dt.day_of_week))
+    return " ".join(WEEKDAYS[d] for d in days) if 2 <= len(days) < 7 else None
+
+
+def business_grid(times: pd.Series, weekmask: str) -> tuple[pd.DatetimeIndex, pd.DatetimeIndex]:
+    """The business days from the first stamp to the last, and those of them missing in runs of
+    at most HOLIDAY_RUN: holidays, left out of the grid (no rows are invented for them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+        step = pd.offsets.CustomBusinessDay(weekmask=weekmask)
+        full = pd.date_range(times.iloc[0], times.iloc[-1], freq=step)
+    absent = ~full.isin(times)
+    run = pd.Series(absent).ne(pd.Series(absent).shift()).cumsum()  # a label per run of equal values
+    size = pd.Series(absent).groupby(run).transform("size").to_numpy()
+    holiday = absent & (size <= HOLIDAY_RUN)
+    return full[~holiday], full[holiday]
+
+
 def grid(times: pd.Series, axis: TimeAxis, name: str, source: str) -> pd.Series:
-    """Every time stamp from the first to the last at the axis' step; irregular data fail."""
-    if axis.kind == "datetime":
+    """Every time stamp from the first to the last at the axis' step; irregular data fail.
+    Business-day axes leave each series' own holidays out (see ``business_grid``)."""
+    if axis.kind == "datetime" and axis.weekmask:
+        full, _ = business_grid(times, axis.weekmask)
+        off = ~times.isin(full)
+    elif axis.kind == "datetime":
         full = pd.date_range(times.iloc[0], times.iloc[-1], freq=axis.freq)
         off = ~times.isin(full)
     else:

@@ -28,6 +28,7 @@ class Dataset:
     test: Windows | None  # None when test_fraction is 0
     source: str  # the file, folder, glob or masked URL#table=NAME (rnnflow.sources.describe), or preset:NAME
     folds: dict = field(default_factory=dict, repr=False)  # backtest folds by count, cut once
+    unit: str | None = None  # of the targets, for plot axes (DataConfig.unit)
 
     @property
     def holdout(self) -> Holdout:
@@ -80,12 +81,28 @@ def _load(cfg: DataConfig, source: str, raw: pd.DataFrame, columns: Columns,
     pre = pre.fit(frame, segments[0])
     if warm is not None:
         pre = warm.scalers(pre)
+    refuse_constant_targets(pre, source)
     try:
         parts = [pre.windows(frame, s) if any(hi > lo for lo, hi in s.values()) else None
                  for s in segments]
     except DataError as exc:
         raise DataError(f"{source}: {exc}") from None
-    return Dataset(raw, frame, pre, segments, *parts, source)
+    return Dataset(raw, frame, pre, segments, *parts, source, unit=cfg.unit)
+
+
+def refuse_constant_targets(pre: Preprocessor, source: str) -> None:
+    """DataError when a target does not change in the training rows of any series (a stuck
+    sensor, flat sales): the naive forecast is exact there, so nothing is learned and no skill
+    can be measured. A panel where only some series are flat trains (their skill is left out)."""
+    cols = pre.columns
+    for k, name in enumerate(cols.values):
+        if name in cols.targets and all(s.constant[k] for s in pre.scalers.values()):
+            values = sorted({round(float(s.mean[k]), 6) for s in pre.scalers.values()})
+            where = "every series' training rows" if len(pre.scalers) > 1 else "the training rows"
+            raise DataError(f"{source}: target column {name!r} does not change in {where} (always "
+                            f"{', '.join(f'{v:g}' for v in values[:3])}{'…' if len(values) > 3 else ''}): "
+                            "there is nothing to learn beyond the last value; check the column or "
+                            "train on rows where it varies")
 
 
 def backtest_folds_of(ds: Dataset, folds: int) -> list:

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rnnflow import intervals
 from rnnflow.preprocess import Preprocessor, Ranges, Windows
-from rnnmodel import Sequences, fit, predict, regression_metrics
+from rnnmodel import Sequences, fit, regression_metrics
 from rnnmodel.windows import rolling_origin_folds
 
 MEASURES = ("rmse", "mae", "mse")
@@ -45,6 +46,8 @@ def score(forecast: np.ndarray, w: Windows, pre: Preprocessor) -> dict[str, floa
     ``skill_naive`` is 1 - rmse / naive rmse, averaged over targets; ``rel_<measure>`` is the
     mean over targets of the model's error over the naive one, the scale-free figure that
     picks variants and gates promotion. With several targets each also gets ``<key>.<target>``.
+    A target whose naive error is 0 on these rows (it does not change there) has no skill or
+    ratio: it is left out of those means, which are NaN when no target has one.
     """
     names = pre.columns.targets
     guesses = {"": forecast, **{f"{b}_": g for b, g in baselines(pre, w).items()}}
@@ -58,11 +61,11 @@ def score(forecast: np.ndarray, w: Windows, pre: Preprocessor) -> dict[str, floa
         if f"{base}_" not in per:
             continue
         skills = [_ratio(per[""][k]["rmse"], per[f"{base}_"][k]["rmse"]) for k in range(len(names))]
-        out[f"skill_{base}"] = float(np.mean([1 - s for s in skills]))
+        out[f"skill_{base}"] = _mean([1 - s for s in skills])
     for m in MEASURES:
         base = per["naive_"]
-        out[f"rel_{m}"] = float(np.mean([_ratio(per[""][k][m], base[k][m] if m != "mse" else base[k]["rmse"] ** 2)
-                                         for k in range(len(names))]))
+        out[f"rel_{m}"] = _mean([_ratio(per[""][k][m], base[k][m] if m != "mse" else base[k]["rmse"] ** 2)
+                                 for k in range(len(names))])
     if len(names) > 1:
         for k, name in enumerate(names):
             for m in ("rmse", "mae", "r2"):
@@ -72,9 +75,15 @@ def score(forecast: np.ndarray, w: Windows, pre: Preprocessor) -> dict[str, floa
 
 
 def _ratio(error: float, baseline: float) -> float:
-    if baseline > 0:
-        return error / baseline
-    return 0.0 if error == 0 else math.inf
+    """``error / baseline``; NaN (undefined) when the baseline is exact on these rows (the
+    target does not change there): no ratio says how much better than perfect a model is."""
+    return error / baseline if baseline > 0 else math.nan
+
+
+def _mean(values: list[float]) -> float:
+    """The mean over the targets whose figure is defined; NaN when none is."""
+    defined = [v for v in values if not math.isnan(v)]
+    return float(np.mean(defined)) if defined else math.nan
 
 
 def per_series(forecast: np.ndarray, w: Windows, pre: Preprocessor) -> pd.DataFrame:
@@ -90,8 +99,9 @@ def per_series(forecast: np.ndarray, w: Windows, pre: Preprocessor) -> pd.DataFr
 
 
 def forecast(model: torch.nn.Module, w: Windows, pre: Preprocessor) -> np.ndarray:
-    """The model's forecasts of the windows, in the data's units."""
-    return pre.inverse(predict(model, torch.from_numpy(w.x)).cpu().numpy(), w)
+    """The model's (point) forecasts of the windows, in the data's units: (n, S, T); a
+    quantile model's median."""
+    return pre.inverse(intervals.point_of(intervals.outputs(model, w), intervals.levels(model)), w)
 
 
 @dataclass

@@ -8,6 +8,7 @@ are for. ``load_network(uri)`` returns the bare torch module.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -22,6 +23,7 @@ from mlflow.types.schema import AnyType
 from rnnflow.data import DataError, parse_time
 from rnnflow.preprocess import Preprocessor, Windows
 from rnnmodel import NetworkConfig, SequenceRegressor, build_model, predict
+from rnnmodel.quantiles import median_index
 
 FORMAT = 1  # checkpoint layout version
 
@@ -60,16 +62,33 @@ class Forecaster(mlflow.pyfunc.PythonModel):
             raise DataError(f"input has {shortest} rows{' in its shortest series' if len(rows) > 1 else ''}; "
                             f"the model reads windows of {self.pre.window} rows")
         w = self.pre.windows(frame, targets=False)
-        return self.table(frame, w, self.forecast(w))
+        qf = self.quantile_forecast(w)
+        point = self.forecast(w) if qf is None else qf[..., median_index(self.quantiles)]
+        return self.table(frame, w, point, qf)
+
+    @property
+    def quantiles(self) -> tuple[float, ...]:
+        """The network's quantile levels; () for a point model."""
+        return tuple(self.network.config.quantiles)
+
+    def _outputs(self, w: Windows) -> np.ndarray:
+        with torch.inference_mode():
+            return predict(self.network, torch.from_numpy(w.x)).numpy()
 
     def forecast(self, w: Windows) -> np.ndarray:
-        """Forecasts (n, steps, targets) in the data's units for the windows ``w``."""
-        with torch.inference_mode():
-            out = predict(self.network, torch.from_numpy(w.x)).numpy()
-        return self.pre.inverse(out, w)
+        """Point forecasts (n, steps, targets) in the data's units for the windows ``w``; a
+        quantile model's median."""
+        out = self._outputs(w)
+        return self.pre.inverse(out[..., median_index(self.quantiles)] if self.quantiles else out, w)
 
-    def table(self, frame: pd.DataFrame, w: Windows, forecast: np.ndarray) -> pd.DataFrame:
-        """One row per (window, step): [series id], [time it is for], origin, step, targets.
+    def quantile_forecast(self, w: Windows) -> np.ndarray | None:
+        """Calibrated quantiles (n, steps, targets, Q) in the data's units; None for a point model."""
+        return self.pre.inverse(self._outputs(w), w) if self.quantiles else None
+
+    def table(self, frame: pd.DataFrame, w: Windows, forecast: np.ndarray,
+              quantiles: np.ndarray | None = None) -> pd.DataFrame:
+        """One row per (window, step): [series id], [time it is for], origin, step, targets
+        (the median of a quantile model), then each target's other levels as ``<target>_q<level>``.
 
         ``origin`` is the row (0-based, in time order within its series) of the window's last
         input; per-step tasks give the row each value is for instead, and no step."""
@@ -91,6 +110,8 @@ class Forecaster(mlflow.pyfunc.PythonModel):
         table = pd.DataFrame(out)
         for k, name in enumerate(cols.targets):
             table[name] = forecast[:, :, k].ravel()
+        for k, name, j, column in quantile_columns(cols.targets, self.quantiles):
+            table[column] = quantiles[:, :, k, j].ravel()
         return table
 
     def _times(self, frame: pd.DataFrame, w: Windows, base: np.ndarray) -> np.ndarray:
@@ -104,15 +125,25 @@ class Forecaster(mlflow.pyfunc.PythonModel):
         stamps = np.empty(rows.shape, dtype=object)
         stamps[inside] = time.to_numpy()[rows[inside]]
         ahead = rows - last
-        for k in np.unique(ahead[~inside]):
-            hit = ahead == k
-            stamps[hit] = (pd.Series(time.to_numpy()[np.broadcast_to(last, rows.shape)[hit]]) + pre.axis.offset(int(k))).to_numpy()
+        with warnings.catch_warnings():  # business-day offsets are not vectorised: a few rows, no matter
+            warnings.simplefilter("ignore", pd.errors.PerformanceWarning)
+            for k in np.unique(ahead[~inside]):
+                hit = ahead == k
+                stamps[hit] = (pd.Series(time.to_numpy()[np.broadcast_to(last, rows.shape)[hit]])
+                               + pre.axis.offset(int(k))).to_numpy()
         values = stamps.ravel()
-        if pre.axis.kind == "datetime":
-            return pd.to_datetime(values).to_numpy()
+        if pre.axis.kind == "datetime":  # local stamps get their zone's offset back (TimeAxis.stamps)
+            return pre.axis.stamps(values)
         values = values.astype(float)
         whole = np.isclose(values, np.round(values), rtol=0, atol=1e-9).all()
         return np.round(values).astype(np.int64) if whole else values  # years stay integers
+
+
+def quantile_columns(targets: list[str], quantiles: tuple[float, ...]) -> list[tuple[int, str, int, str]]:
+    """(target index, target, level index, column) of every served level beside the median
+    point column: ``demand_q0.1``, ``demand_q0.9`` (per target, levels in order)."""
+    m = median_index(quantiles) if quantiles else -1
+    return [(k, t, j, f"{t}_q{q:g}") for k, t in enumerate(targets) for j, q in enumerate(quantiles) if j != m]
 
 
 def load_forecaster(model_uri: str) -> Forecaster:
@@ -128,22 +159,23 @@ def load_network(model_uri: str) -> torch.nn.Module:
     return load_forecaster(model_uri).network
 
 
-def signature(pre: Preprocessor, raw: pd.DataFrame) -> ModelSignature:
+def signature(pre: Preprocessor, raw: pd.DataFrame, quantiles: tuple[float, ...] = ()) -> ModelSignature:
     """The model's input and output columns, from the column roles (not inferred from a CSV).
 
     Inputs are typed ``Any`` on purpose: MLflow's ``double`` refuses an int64 column ("Can not
     safely convert int64 to float64") and ``long`` refuses 122.0, while a user's numbers come as
     either, with blanks; the time column comes as text or dates. The preprocessor checks every
     value and names the column when one is not a number. A wide model takes the wide file's
-    columns."""
+    columns. A quantile model (``quantiles``) also returns a ``<target>_q<level>`` column per level."""
     cols = pre.columns
     ids = [ColSpec(AnyType(), cols.series_id)] if cols.series_id else []
     time = [ColSpec(AnyType(), cols.time)] if cols.time else []
     names = [c for c in raw.columns if c != cols.time] if cols.layout == "wide" else cols.inputs
     values = [ColSpec(AnyType(), c) for c in names]
     steps = [ColSpec("long", "step")] if pre.horizon else []
+    levels = [ColSpec("double", c) for *_, c in quantile_columns(cols.targets, tuple(quantiles))]
     outputs = [*(ColSpec("string", c.name) for c in ids), *time, ColSpec("long", "origin"), *steps,
-               *(ColSpec("double", t) for t in cols.targets)]
+               *(ColSpec("double", t) for t in cols.targets), *levels]
     return ModelSignature(inputs=Schema([*ids, *time, *values]), outputs=Schema(outputs))
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from rnnflow import evaluate
+from rnnflow import evaluate, intervals
 from rnnflow.preprocess import Ranges
 
 
@@ -34,10 +34,17 @@ def holdout_of(frame: pd.DataFrame, test: Ranges) -> Holdout:
 
 def score(model, holdout: Holdout) -> dict[str, float]:
     """The metrics of ``model`` (a loaded pyfunc model) on the holdout's test rows,
-    in the data's units, beside the naive baselines of the same rows (see ``evaluate.score``).
-    Each model cuts its own windows with its own preprocessor."""
+    in the data's units, beside the naive baselines of the same rows (see ``evaluate.score``);
+    a quantile model's interval metrics too (``intervals.scores``). Each model cuts its own
+    windows with its own preprocessor."""
     forecaster = model.unwrap_python_model()
     frame, pre = forecaster.pre.prepare(holdout.frame, source=f"holdout {holdout.digest}")
     w = pre.windows(frame, holdout.test)
-    return evaluate.score(forecaster.forecast(w), w, pre)
+    metrics = evaluate.score(forecaster.forecast(w), w, pre)
+    qf = forecaster.quantile_forecast(w)
+    if qf is not None:  # and intervals, beside the naive's from the rows before the test rows
+        naive = intervals.naive_quantiles(pre, intervals.history_before(pre, frame, holdout.test), w,
+                                          forecaster.quantiles)
+        metrics |= intervals.scores(qf, naive, w, forecaster.quantiles)
+    return metrics
 

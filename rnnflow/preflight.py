@@ -24,6 +24,9 @@ def preflight_train(cfg: PipelineConfig) -> PipelineConfig:
         print(f"rnnflow: warning: --amp has no effect on {device.type}; training and logging "
               "train.amp=False", file=sys.stderr)
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"amp": False})})
+    if not cfg.model.quantiles and cfg.tracking.metric in ("interval_score", "crps"):
+        raise ConfigError(f"tracking.metric: {cfg.tracking.metric!r} scores intervals; add e.g. "
+                          "--quantiles 0.1 0.5 0.9")
     cfg = pin_warm_start(cfg)
     ds = dataset(cfg)
     if cfg.train.warm_start:

@@ -196,8 +196,12 @@ class Preprocessor:
                 t_sc * std, raw_x[..., inputs], actual, np.full(n, sid, dtype=object), rows)
 
     def inverse(self, out: np.ndarray, w: Windows) -> np.ndarray:
-        """Network outputs (n, S, T), normalised, -> forecasts in the data's units."""
-        return np.asarray(out, np.float64) * w.scale + w.loc
+        """Network outputs (n, S, T), normalised, -> forecasts in the data's units; quantile
+        outputs (n, S, T, Q) map each level the same way."""
+        out = np.asarray(out, np.float64)
+        if out.ndim == 4:
+            return out * w.scale[..., None] + w.loc[..., None]
+        return out * w.scale + w.loc
 
     def naive(self, w: Windows, season: int | None = None) -> np.ndarray:
         """The naive forecast (last value; with ``season``, one season back) of each window in

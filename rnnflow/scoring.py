@@ -67,5 +67,8 @@ def write_predictions(predictions: pd.DataFrame, out: str | Path) -> Path:
     """Write CSV or Parquet (by extension), creating the folder."""
     path = Path(out).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":  # local stamps with their offsets, spelled as ISO 8601 input is
+        zoned = [c for c in predictions if isinstance(predictions[c].dtype, pd.DatetimeTZDtype)]
+        predictions = predictions.assign(**{c: predictions[c].map(pd.Timestamp.isoformat) for c in zoned})
     WRITERS[path.suffix.lower()](predictions, path)
     return path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +50,18 @@ def monitor_tags(cfg: PipelineConfig, ds: Dataset) -> dict[str, str]:
             TRAINING_CONFIG: cfg.model_dump_json(exclude={"tune"})}
 
 
+def skill(metrics: dict[str, float]) -> str:
+    """The skill over naive as printed; the naive forecast exact on the test rows leaves none."""
+    value = metrics["skill_naive"]
+    return "undefined (the naive forecast is exact on the test rows)" if math.isnan(value) else f"{value:+.3f}"
+
+
 def model_description(cfg: PipelineConfig, best: VariantResult, ds: Dataset) -> str:
     direction = "bidirectional" if DIRECTIONS[best.variant] else "unidirectional"
     return (f"{cfg.model.cell.upper()} {direction} ({cfg.model.hidden_size} hidden, "
             f"{cfg.model.num_layers} layer, {ds.pre.scaling} normalisation) on {ds.source}; test "
             f"{cfg.tracking.metric} {best.metrics[cfg.tracking.metric]:.4g}, skill vs naive "
-            f"{best.metrics['skill_naive']:+.3f}")
+            f"{skill(best.metrics)}")
 
 
 def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
@@ -67,7 +74,7 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
         m = r.metrics
         best = "  <- best on validation" if variant == summary.best else ""
         lines.append(f"  {variant:5s} test rmse {m['rmse']:#.4g}  mae {m['mae']:#.4g}  r2 {m['r2']:.3f}"
-                     f"  skill {m['skill_naive']:+.3f}  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
+                     f"  skill {skill(m)}  ({r.history.epochs_run} epochs, run {r.run_id}){best}")
     naive = next(iter(summary.results.values())).metrics
     seasonal = f"  seasonal naive {naive['seasonal_naive_rmse']:#.4g}" if "seasonal_naive_rmse" in naive else ""
     lines.append(f"  naive rmse {naive['naive_rmse']:#.4g}{seasonal}  (test rows)")
@@ -79,8 +86,19 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
     if summary.decision is not None:
         verdict = "promoted" if summary.decision.promote else "not promoted"
         lines.append(f"  {verdict}: {summary.decision.reason}")
-    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    lines.append(ui_hint(summary.parent_run_id))
     return "\n".join(lines)
+
+
+def ui_hint(run_id: str) -> str:
+    """Where to read the run: the tracking server's page for it (team mode, or any
+    ``MLFLOW_TRACKING_URI`` that is a server), else `make ui` and the page it will serve."""
+    from rnnflow import tracking
+
+    url = tracking.run_url(run_id)
+    if tracking.tracking_uri().startswith(("http://", "https://")):
+        return f"  open the run in the MLflow UI: {url}"
+    return f"  open the MLflow UI: make ui, then {url}"
 
 
 def format_tune_summary(s, cfg: PipelineConfig) -> str:  # s: flows.tune.TuneSummary
@@ -98,7 +116,7 @@ def format_tune_summary(s, cfg: PipelineConfig) -> str:  # s: flows.tune.TuneSum
         lines.append(f"  registered {s.model_name} version {s.version} as challenger: "
                      f"{'now champion' if champion else 'not promoted'}"
                      + (f" ({s.decision.reason})" if s.decision else ""))
-    lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
+    lines.append(ui_hint(s.parent_run_id))
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnflow import evaluate, plots, tracking
+from rnnflow import evaluate, intervals, plots, tracking
 from rnnflow.config import DIRECTIONS, PipelineConfig, Variant
 from rnnflow.dataset import Dataset
+from rnnflow.preprocess import Windows
 from rnnflow.forecaster import input_example, save_checkpoint, signature
 from rnnflow.warmstart import WarmStart
 from rnnmodel import History, NetworkConfig, SequenceRegressor, init_model
@@ -27,6 +29,7 @@ class VariantResult:
     history: History
     model: SequenceRegressor
     forecast: np.ndarray  # test-set forecasts in the data's units: (windows, steps, targets)
+    quantiles: np.ndarray | None = None  # calibrated test-set quantiles: (windows, steps, targets, Q)
 
 
 def run_params(cfg: PipelineConfig, variant: Variant, device: str, ds: Dataset | None = None) -> dict[str, object]:
@@ -47,7 +50,8 @@ def network_config(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Networ
     return NetworkConfig(
         input_size=ds.train.x.shape[-1], output_size=len(ds.pre.columns.targets),
         hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
-        bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon)
+        bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon,
+        quantiles=tuple(cfg.model.quantiles))
 
 
 def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant, warm: WarmStart | None = None) -> SequenceRegressor:
@@ -62,13 +66,86 @@ def log_model(run_id: str, model: SequenceRegressor, ds: Dataset) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_checkpoint(Path(tmp) / "checkpoint.pt", model, ds.pre)
         return tracking.log_forecaster(run_id, ckpt, input_example(ds.raw, ds.pre),
-                                       signature(ds.pre, ds.raw))
+                                       signature(ds.pre, ds.raw, intervals.levels(model)))
 
 
-def test_stretch(series: np.ndarray, per_step: bool, length: int = 200) -> np.ndarray:
-    """A 1-D stretch of the test set to plot: the first window for per-step tasks, else the
-    one-step-ahead values of consecutive windows (first target)."""
-    return series[0, :, 0] if per_step else series[:length, 0, 0]
+def test_stretch(w: Windows, per_step: bool, length: int = 200) -> tuple:
+    """Where in (windows, steps, targets) arrays of the test set a 1-D stretch to plot lies:
+    the first window for per-step tasks, else the one-step-ahead values of the first series'
+    consecutive windows (first target): ``array[stretch]`` is that stretch."""
+    if per_step:
+        return 0, slice(None), 0
+    first = np.flatnonzero(w.series == w.series[0])[:length]
+    return first, 0, 0
+
+
+def plot_test_stretch(ds: Dataset, forecasts: dict[str, np.ndarray], title: str):
+    """Forecasts (windows, steps, targets) against the actual values and the naive forecast
+    on a stretch of the test set, over the data's own time stamps, in the target's units."""
+    w, pre = ds.test, ds.pre
+    at = test_stretch(w, pre.horizon is None)
+    rows = w.rows[at[:2]]
+    time_col = pre.columns.time
+    time = ds.frame[time_col].to_numpy()[rows] if time_col else rows
+    target = pre.columns.targets[0]
+    return plots.forecast_vs_actual(
+        w.actual[at], {name: f[at] for name, f in forecasts.items()}, title, time=time,
+        naive=pre.naive(w)[at], ylabel=f"{target} ({ds.unit})" if ds.unit else target,
+        xlabel=time_col or "row")
+
+
+def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, np.ndarray | None]:
+    """Calibrate a quantile model on the validation windows and score its test intervals
+    before (``raw_*``) and after, beside the naive intervals from the naive's validation errors.
+    Returns (validation metrics, test metrics, calibrated test quantiles (n, S, T, Q)); empty
+    for a point model. Without validation rows nothing is calibrated (raw = calibrated)."""
+    q, pre = intervals.levels(model), ds.pre
+    if not q or ds.test is None:
+        return {}, {}, None
+    history = ds.val if ds.val is not None else intervals.history_before(pre, ds.frame, ds.segments[2])
+    naive = intervals.naive_quantiles(pre, history, ds.test, q)
+    test = intervals.scores(pre.inverse(intervals.outputs(model, ds.test), ds.test), naive, ds.test, q, "raw_")
+    val = {}
+    if ds.val is not None:
+        intervals.calibrate(model, ds.val, pre)
+        val = intervals.scores(pre.inverse(intervals.outputs(model, ds.val), ds.val),
+                               intervals.naive_quantiles(pre, ds.val, ds.val, q), ds.val, q)
+    qf = pre.inverse(intervals.outputs(model, ds.test), ds.test)
+    return val, test | intervals.scores(qf, naive, ds.test, q), qf
+
+
+def band_of(qf: np.ndarray, quantiles: tuple[float, ...], per_step: bool) -> tuple[np.ndarray, ...]:
+    """(median, lower, upper) of the widest central interval, on the plotted test stretch."""
+    from rnnmodel.quantiles import central_pairs, median_index
+
+    lo, hi, _ = max(central_pairs(quantiles), key=lambda p: p[2])
+    return tuple(test_stretch(qf[..., k], per_step) for k in (median_index(quantiles), lo, hi))
+
+
+def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dataset, qf: np.ndarray) -> None:
+    """The calibration plot (before and after) and the forecast with its band, test set."""
+    from rnnmodel.quantiles import central_pairs, observed_levels
+
+    q, pre = intervals.levels(model), ds.pre
+    saved = model.calibration.clone()
+    model.calibrate(saved * 0)
+    raw = pre.inverse(intervals.outputs(model, ds.test), ds.test)
+    model.calibrate(saved)
+    tracking.log_figure(run_id, plots.calibration(q, {"uncalibrated": observed_levels(raw, ds.test.actual),
+                                                     "calibrated": observed_levels(qf, ds.test.actual)},
+                                                  f"{name}: calibration (test set)"), "plots/calibration.png")
+    if central_pairs(q):
+        per_step = pre.horizon is None
+        tracking.log_figure(run_id, plots.forecast_bands(
+            test_stretch(ds.test.actual, per_step), {name: band_of(qf, q, per_step)},
+            f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval"),
+            "plots/forecast_bands.png")
+
+
+def _widest(quantiles: tuple[float, ...]) -> str:
+    from rnnmodel.quantiles import central_pairs
+
+    return f"{max(c for _, _, c in central_pairs(quantiles)):.0%}"
 
 
 def log_backtest(run_id: str, folds: list[dict[str, float]]) -> None:
@@ -76,16 +153,16 @@ def log_backtest(run_id: str, folds: list[dict[str, float]]) -> None:
     keys = [k for k in folds[0] if "." not in k]
     for k, metrics in enumerate(folds):
         tracking.log_metrics(run_id, {f"backtest_{m}": metrics[m] for m in keys}, step=k)
-    tracking.log_metrics(run_id, {f"backtest_{m}_mean": sum(f[m] for f in folds) / len(folds) for m in keys})
+    # A fold whose naive forecast is exact has no skill or ratio: the means are over folds that have one.
+    tracking.log_metrics(run_id, {f"backtest_{m}_mean": float(np.nanmean([f[m] for f in folds]))
+                                  for m in keys if not all(math.isnan(f[m]) for f in folds)})
 
 
-def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray,
-                      actual: np.ndarray, per_step: bool) -> None:
+def log_variant_plots(run_id: str, name: str, history: History, forecast: np.ndarray, ds: Dataset) -> None:
     tracking.log_figure(run_id, plots.loss_curves({name: (history.train_loss, history.val_loss)}),
                         "plots/loss_curves.png")
-    tracking.log_figure(run_id, plots.forecast_vs_actual(
-        test_stretch(actual, per_step), {name: test_stretch(forecast, per_step)},
-        f"{name}: forecast vs actual (test set)"), "plots/forecast_vs_actual.png")
+    tracking.log_figure(run_id, plot_test_stretch(ds, {name: forecast}, f"{name}: forecast vs actual (test set)"),
+                        "plots/forecast_vs_actual.png")
 
 
 def log_scores(run_id: str, val: dict[str, float], test: dict[str, float], ds: Dataset,
@@ -105,8 +182,9 @@ def log_scores(run_id: str, val: dict[str, float], test: dict[str, float], ds: D
 def selection_score(result: VariantResult, metric: str) -> float:
     """What picks the best variant: its validation error relative to naive (mean over targets),
     or, without validation rows, its last training loss. The test rows are never used."""
-    if result.val:
-        return result.val[f"rel_{metric}"]
+    if result.val:  # naive exact on the validation rows (a flat stretch): no ratio, the plain error
+        rel = result.val[f"rel_{metric}"]
+        return result.val[metric] if math.isnan(rel) else rel
     return result.history.train_loss[-1]
 
 
@@ -133,11 +211,19 @@ def log_comparison(parent_id: str, results: dict[str, VariantResult], ds: Datase
     histories = {v: (r.history.train_loss, r.history.val_loss) for v, r in results.items()}
     tracking.log_figure(parent_id, plots.loss_curves(histories, "Loss per epoch, every variant"),
                         "plots/loss_curves.png")
-    per_step = ds.pre.horizon is None
-    forecasts = {v: test_stretch(r.forecast, per_step) for v, r in results.items()}
-    tracking.log_figure(parent_id, plots.forecast_vs_actual(test_stretch(ds.test.actual, per_step), forecasts,
-                                                            "Forecast vs actual (test set)"),
+    forecasts = {r.variant: r.forecast for r in results.values()}
+    tracking.log_figure(parent_id, plot_test_stretch(ds, forecasts, "Forecast vs actual (test set), every variant"),
                         "plots/forecast_vs_actual.png")
+    first = next(iter(results.values()))
+    q = intervals.levels(first.model)
+    if q and first.quantiles is not None:
+        from rnnmodel.quantiles import central_pairs
+
+        if central_pairs(q):
+            tracking.log_figure(parent_id, plots.forecast_bands(
+                test_stretch(ds.test.actual, per_step), {v: band_of(r.quantiles, q, per_step) for v, r in results.items()},
+                f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval"),
+                "plots/forecast_bands.png")
     rows = comparison_rows(results, cfg)
     tracking.log_table(parent_id, plots.comparison_table(rows, sort_by=cfg.tracking.metric), "comparison.json")
     return rows

@@ -14,9 +14,10 @@ from torch import nn
 
 from rnnmodel.windows import Sequences
 from rnnmodel.models import NetworkConfig, SequenceRegressor
+from rnnmodel.quantiles import PinballLoss
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss}
+LOSSES = {"mse": nn.MSELoss, "mae": nn.L1Loss, "huber": nn.HuberLoss, "pinball": PinballLoss}
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -118,10 +119,14 @@ def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
     return OPTIMIZERS[spec.optimizer](model.parameters(), **kwargs)
 
 
-def make_loss(name: str) -> nn.Module:
+def make_loss(name: str, quantiles: tuple[float, ...] = ()) -> nn.Module:
+    """The loss ``name``; a quantile head (``quantiles``) trains with, and only with, pinball."""
     if name not in LOSSES:
         raise ValueError(f"loss={name!r} is not one of {sorted(LOSSES)}")
-    return LOSSES[name]()
+    if (name == "pinball") != bool(quantiles):
+        raise ValueError(f"loss={name!r} with quantiles {list(quantiles)}: quantile heads train "
+                         "with loss 'pinball', point heads with any other")
+    return PinballLoss(quantiles) if quantiles else LOSSES[name]()
 
 
 @torch.inference_mode()
@@ -175,7 +180,8 @@ def _fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainS
     model.to(device).train()
     train = train.to(device)
     val = val.to(device) if val is not None and len(val) else None
-    step = _Step(model, make_optimizer(model, spec), make_loss(spec.loss), spec.grad_clip,
+    quantiles = getattr(getattr(model, "config", None), "quantiles", ())
+    step = _Step(model, make_optimizer(model, spec), make_loss(spec.loss, quantiles).to(device), spec.grad_clip,
                  amp=spec.amp and device.type == "cuda", device_type=device.type)
     shuffler = torch.Generator().manual_seed(spec.seed)
     history, stopper = History(), _EarlyStopping(spec.patience)

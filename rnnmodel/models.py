@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from rnnmodel.quantiles import median_index, monotone, sort_from_median
+
 CELLS: dict[str, type[nn.RNNBase]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -22,8 +24,14 @@ class NetworkConfig:
     bidirectional: bool = False  # a second, backward direction (BRNN)
     dropout: float = 0.0  # between stacked layers (PyTorch applies none with one layer)
     horizon: int | None = None  # None: one output per input step; H: H steps after the window
+    quantiles: tuple[float, ...] = ()  # sorted levels with 0.5, one output each; (): one point
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
+        if self.quantiles:
+            if list(self.quantiles) != sorted(set(self.quantiles)) or not all(0 < q < 1 for q in self.quantiles):
+                raise ValueError(f"quantiles must be sorted, unique and in (0, 1), got {list(self.quantiles)}")
+            median_index(self.quantiles)
         if self.cell not in CELLS:
             raise ValueError(f"cell={self.cell!r} is not one of {sorted(CELLS)}")
         for name in ("input_size", "output_size", "hidden_size", "num_layers"):
@@ -38,6 +46,16 @@ class NetworkConfig:
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
+    @property
+    def n_quantiles(self) -> int:
+        """Outputs per target and step: one per quantile level, or one point."""
+        return len(self.quantiles) or 1
+
+    @property
+    def outputs_per_step(self) -> int:
+        """Head outputs per forecast step: targets x quantile levels (the one place it is sized)."""
+        return self.output_size * self.n_quantiles
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -49,6 +67,11 @@ class SequenceRegressor(nn.Module):
     (batch, window, input_size) -> (batch, window, output_size). With ``horizon=H`` it reads
     the final hidden state of each direction and forecasts H steps (many-to-one / multi-step):
     (batch, window, input_size) -> (batch, H, output_size).
+
+    With ``quantiles`` every output gains a last axis of one value per level, (..., output_size,
+    Q), non-crossing by construction (``rnnmodel.quantiles.monotone``); the buffer
+    ``calibration`` (H or 1, output_size, Q), zero until ``calibrate`` sets it, is the conformal
+    shift added after training, so a checkpoint's state_dict carries its calibration.
     """
 
     def __init__(self, config: NetworkConfig):
@@ -61,7 +84,9 @@ class SequenceRegressor(nn.Module):
             c.input_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
             bidirectional=c.bidirectional, dropout=c.dropout if c.num_layers > 1 else 0.0,
         )
-        self.head = nn.Linear(c.hidden_size * c.num_directions, c.output_size * (c.horizon or 1))
+        self.head = nn.Linear(c.hidden_size * c.num_directions, c.outputs_per_step * (c.horizon or 1))
+        if c.quantiles:
+            self.register_buffer("calibration", torch.zeros(c.horizon or 1, c.output_size, c.n_quantiles))
 
     @property
     def num_directions(self) -> int:
@@ -70,12 +95,26 @@ class SequenceRegressor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, state = self.rnn(x)  # out: (batch, window, hidden * num_directions)
         if self.config.horizon is None:
-            return self.head(out)  # (batch, window, output_size)
+            return self._levels(self.head(out))  # (batch, window, output_size[, Q])
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
         # h_n: (num_layers * num_directions, batch, hidden); keep the top layer's directions,
         # so a BRNN's backward half has read the whole window, not just its last step.
         last = h_n[-self.num_directions:].transpose(0, 1).flatten(1)  # (batch, hidden * dirs)
-        return self.head(last).view(x.shape[0], self.config.horizon, self.config.output_size)
+        return self._levels(self.head(last).view(x.shape[0], self.config.horizon, -1))
+
+    def _levels(self, out: torch.Tensor) -> torch.Tensor:
+        """(batch, steps, outputs_per_step) -> (batch, steps, output_size), or with quantiles
+        (batch, steps, output_size, Q): monotone, plus the calibration, re-sorted."""
+        c = self.config
+        if not c.quantiles:
+            return out
+        m = median_index(c.quantiles)
+        q = monotone(out.unflatten(-1, (c.output_size, c.n_quantiles)), m)
+        return sort_from_median(q + self.calibration, m)
+
+    def calibrate(self, shift: torch.Tensor) -> None:
+        """Set the conformal shift (H or 1, output_size, Q) in normalised units."""
+        self.calibration.copy_(torch.as_tensor(shift, dtype=self.calibration.dtype))
 
 
 def build_model(config: NetworkConfig | dict) -> SequenceRegressor:

@@ -2,40 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from slugify import slugify
 
 from rnnflow import tracking
-from rnnflow.holdout import Holdout, score
-
-
-@dataclass(frozen=True)
-class Score:
-    metrics: dict[str, float] | None  # on the holdout (evaluate.score); None when it cannot load
-    unavailable: str | None = None  # why it cannot be loaded (e.g. its artifacts are gone)
+from rnnflow.holdout import Holdout
+from rnnflow.tracking import promotion
+from rnnflow.tracking.promotion import Score
 
 
 @task(cache_policy=NO_CACHE)
 def score_version(name: str, version: str, holdout: Holdout) -> Score:
-    """One registered version's metrics on the holdout, beside the naive baselines'; a version
-    whose model cannot be loaded is reported, not raised: the caller decides what that means
-    for the gate."""
-    uri = f"models:/{name}/{version}"
-    try:
-        model = tracking.load_pyfunc(uri)
-    except Exception as exc:
-        gone = tracking.missing_artifacts(uri)
-        why = f"its artifact location {gone} does not exist" if gone else str(exc).splitlines()[0][:200]
-        return Score(None, f"{name} v{version} cannot be loaded: {why}")
-    try:
-        return Score(score(model, holdout))
-    except Exception as exc:
-        raise ValueError(f"{name} v{version} cannot be scored on holdout {holdout.digest}: "
-                         f"{str(exc).splitlines()[0][:200]}") from exc
+    """One registered version's metrics on the holdout (promotion.score_version, as a task)."""
+    return promotion.score_version(name, version, holdout)
 
 
 @task(cache_policy=NO_CACHE)

@@ -47,14 +47,18 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
         val = evaluate.score(evaluate.forecast(model, ds.val, ds.pre), ds.val, ds.pre) if ds.val else {}
         forecast = evaluate.forecast(model, ds.test, ds.pre)
         test = evaluate.score(forecast, ds.test, ds.pre)
+        val_q, test_q, quantiles = training.score_intervals(model, ds)  # calibrates a quantile model
+        val, test = val | val_q, test | test_q
         training.log_scores(run_id, val, test, ds, forecast, history)
         if folds:
             training.log_backtest(run_id, evaluate.backtest(
                 folds, cfg.train, lambda: training.build_variant(cfg, ds, variant), device))
-        training.log_variant_plots(run_id, name, history, forecast, ds.test.actual, ds.pre.horizon is None)
+        training.log_variant_plots(run_id, name, history, forecast, ds)
+        if quantiles is not None:
+            training.log_interval_plots(run_id, name, model, ds, quantiles)
         tracking.log_holdout(run_id, ds.holdout)
         model_uri = training.log_model(run_id, model, ds)
         get_run_logger().info("%s: val rmse %.4g, test rmse %.4g (naive %.4g) after %d epochs (%.1f s)", name,
                               val.get("rmse", float("nan")), test["rmse"], test["naive_rmse"],
                               history.epochs_run, history.seconds)
-    return VariantResult(variant, run_id, model_uri, val, test, history, model.cpu(), forecast)
+    return VariantResult(variant, run_id, model_uri, val, test, history, model.cpu(), forecast, quantiles)

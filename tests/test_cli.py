@@ -79,3 +79,32 @@ def test_console_script_exit_code_and_help():
     assert out.stderr.strip() == "rnnflow train: error: train.epochs: Input should be greater than 0 (got 0)"
     help_ = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "train" in help_ and "serve" in help_
+
+
+def test_serve_and_make_ui_name_a_busy_port_before_starting(capsys, mlflow_store, monkeypatch):
+    import socket
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, err = run_cli(capsys, "serve", "--port", str(port))
+        ui = subprocess.run([sys.executable, "-m", "rnnflow.ops.services", "free-port", "127.0.0.1",
+                             str(port), "pick another with make ui UI_PORT=N"],
+                            capture_output=True, text=True)
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"port {port} on 127.0.0.1 is already in use; pass --port N" in err
+    assert ui.returncode == 2 and ui.stderr.strip().endswith("make ui UI_PORT=N")
+
+
+def test_summary_links_the_run_where_the_ui_will_show_it(mlflow_store):
+    from mlflow import MlflowClient
+
+    from rnnflow.summary import ui_hint
+
+    client = MlflowClient()
+    run = client.create_run(client.create_experiment("hint"))
+    client.set_terminated(run.info.run_id)
+    assert ui_hint(run.info.run_id) == ("  open the MLflow UI: make ui, then http://127.0.0.1:5000/#/experiments/"
+                                        f"{run.info.experiment_id}/runs/{run.info.run_id}")

@@ -47,8 +47,12 @@ def local_server(port: int, timeout: float = 90):
     prefect = Path(sys.executable).with_name("prefect")
     # Its own session: Ctrl-C in a terminal (or `timeout`) signals the whole process group, and
     # the server must outlive the runner's shutdown, which pauses the deployments through it.
+    # The UI's pages ask the API named by PREFECT_UI_API_URL, which Prefect fills from
+    # PREFECT_API_URL or port 4200, not from --port: on another port they would ask 4200.
+    env = {**os.environ, "PREFECT_UI_API_URL": api_url}
     proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     from rnnflow.ops.guard import watch
 
     watch(proc.pid)  # the server goes when this process goes, even on SIGKILL
@@ -84,6 +88,10 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
     check_deployments(specs, overrides)
     if os.environ.get("PREFECT_API_URL"):
         return _serve(specs, schedule, overrides, limit)
+    from rnnflow.ops.services import require_free_port
+
+    require_free_port("127.0.0.1", port, "pass --port N, or set PREFECT_API_URL to serve "
+                      "through the Prefect server that listens there")
     with local_server(port) as api_url:
         os.environ["PREFECT_API_URL"] = api_url
         return _serve(specs, schedule, overrides, limit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
@@ -62,6 +63,21 @@ def _connect(host: str, port: int, where: str) -> None:
                                  f"({_reason(exc)})") from None
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Something accepts connections on host:port (a connect, not a bind: a server that binds
+    with SO_REUSEADDR would let a second bind through)."""
+    with socket.socket() as sock:
+        sock.settimeout(TIMEOUT)
+        return sock.connect_ex((host, port)) == 0
+
+
+def require_free_port(host: str, port: int, fix: str) -> None:
+    """ServiceUnavailable, one line ending in ``fix`` (the setting to change), when the port is
+    taken: said before anything starts, instead of a server dying on 'address already in use'."""
+    if port_in_use(host, port):
+        raise ServiceUnavailable(f"port {port} on {host} is already in use; {fix}")
+
+
 def check_prefect_api() -> None:
     """``PREFECT_API_URL``, when set, answers on /health (unset: Prefect starts a temporary
     server of its own, nothing to check)."""
@@ -101,3 +117,18 @@ def preflight(prefect: bool = True) -> None:
     if prefect:
         check_prefect_api()
 
+
+def main(argv: list[str]) -> int:
+    """``python -m rnnflow.ops.services free-port HOST PORT FIX`` (for the Makefile): exit 2 with
+    one line when the port is taken."""
+    _, host, port, fix = argv
+    try:
+        require_free_port(host, int(port), fix)
+    except ServiceUnavailable as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -33,8 +33,9 @@ class Stack:
     home: Path
     host: str = "127.0.0.1"
     pg_port: int = 5433
-    mlflow_port: int = 5000
-    prefect_port: int = 4200
+    # Not 5000 and 4200, where `make ui` and `rnnflow serve` listen: both modes run side by side.
+    mlflow_port: int = 5050
+    prefect_port: int = 4250
     workers: int = 2
     pool: str = "rnnflow-pool"
     worker_limit: int = 1  # flow runs at once per worker
@@ -55,7 +56,7 @@ class Stack:
         env = os.environ.get
         return cls(home, env("RNNFLOW_TEAM_HOST", "127.0.0.1"),
                    *(_port(env(f"RNNFLOW_TEAM_{k}_PORT"), d) for k, d in
-                     (("PG", 5433), ("MLFLOW", 5000), ("PREFECT", 4200))),
+                     (("PG", 5433), ("MLFLOW", 5050), ("PREFECT", 4250))),
                    workers=int(env("RNNFLOW_TEAM_WORKERS", "2")),
                    zombie_seconds=int(env("RNNFLOW_TEAM_ZOMBIE_SECONDS", "120")),
                    artifacts=env("RNNFLOW_TEAM_ARTIFACTS", ""))

@@ -12,7 +12,7 @@ from rnnflow.ops import team_services as svc
 from rnnflow.ops.processes import alive, descendants, stop_group, write_private
 from rnnflow.ops.stack import Stack, TeamError
 
-__all__ = ["Stack", "TeamError", "add_user", "down", "main", "print_env", "status", "up"]
+__all__ = ["Stack", "TeamError", "add_user", "check_ports", "down", "main", "print_env", "status", "team_server", "up", "up_message"]
 
 # MLflow users made by `up` beside the admin: the workers train as `runner` (it creates, so it
 # manages, the experiments and models they write); `viewer` may read and score, never write.
@@ -21,6 +21,7 @@ USERS = ("runner", "viewer")
 
 def up(stack: Stack) -> None:
     """Start whatever is not running yet; safe to call again."""
+    check_ports(stack)
     for sub in ("logs", "artifacts", "prefect"):
         (stack.home / sub).mkdir(parents=True, exist_ok=True)
     stack.save()
@@ -37,6 +38,21 @@ def up(stack: Stack) -> None:
         _start(stack, f"worker-{i}", svc.worker_command(stack, f"worker-{i}"), stack.worker_env())
     svc.wait_workers(stack, [f"worker-{i}" for i in range(1, stack.workers + 1)])
     write_private(stack.home / "env.sh", "".join(f"export {k}={v}\n" for k, v in stack.env().items()))
+
+
+def check_ports(stack: Stack) -> None:
+    """TeamError naming the variable to set when a port this stack would start a server on
+    is taken by something else; a server of this stack that already runs keeps its own."""
+    from rnnflow.ops.services import port_in_use
+
+    running = {"PG": (stack.home / "postgres" / "data" / "postmaster.pid").exists(),
+               "MLFLOW": alive(stack.pids.get("mlflow")), "PREFECT": alive(stack.pids.get("prefect"))}
+    for key, port in (("PG", stack.pg_port), ("MLFLOW", stack.mlflow_port), ("PREFECT", stack.prefect_port)):
+        if not running[key] and port_in_use(stack.host, port):
+            saved = " and remove stack.json" if (stack.home / "stack.json").exists() else ""
+            raise TeamError(f"port {port} on {stack.host} is already in use; set "
+                            f"RNNFLOW_TEAM_{key}_PORT to a free port (0: any){saved}")
+
 
 
 def down(stack: Stack) -> None:
@@ -74,41 +90,65 @@ def print_env(stack: Stack, user: str = "runner") -> str:
     return "\n".join(f"export {k}={v}" for k, v in stack.env(user).items() if k != "RNNFLOW_DATA_PASSWORD")
 
 
-def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str:
-    """`rnnflow team add-user`: on this stack, or on the server of MLFLOW_TRACKING_URI with the
-    admin password in RNNFLOW_TEAM_ADMIN_PASSWORD (compose, another machine). The user's password
-    comes from RNNFLOW_TEAM_<USER>_PASSWORD, else is generated; returns it."""
-    env = os.environ.get
-    remote = env("MLFLOW_TRACKING_URI", "").startswith("http") and env("RNNFLOW_TEAM_ADMIN_PASSWORD")
-    url = env("MLFLOW_TRACKING_URI") if remote else stack.mlflow_url
-    admin = env("RNNFLOW_TEAM_ADMIN_PASSWORD") if remote else stack.secrets()["admin_password"]
-    password = env(f"RNNFLOW_TEAM_{user.upper()}_PASSWORD") or secrets.token_urlsafe(18)
+def add_user(stack: Stack, user: str, permission: str, experiments: list[str], models: list[str]) -> str | None:
+    """`rnnflow team add-user`: on this stack's MLflow server (its stack.json), else on the
+    server of MLFLOW_TRACKING_URI with the admin password in RNNFLOW_TEAM_ADMIN_PASSWORD
+    (compose, another machine); TeamError in one line when there is neither. The user's
+    password comes from RNNFLOW_TEAM_<USER>_PASSWORD, else is generated: returns a generated
+    one (the caller shows it once), None for one the caller gave."""
+    url, admin = team_server(stack)
+    given = os.environ.get(f"RNNFLOW_TEAM_{user.upper()}_PASSWORD")
+    password = given or secrets.token_urlsafe(18)
     svc.add_user(url, admin, user, password, permission, tuple(experiments), tuple(models))
-    return password
+    return None if given else password
+
+
+def team_server(stack: Stack) -> tuple[str, str]:
+    """(URL, admin password) of the team's MLflow server: the stack's, or the one named by
+    MLFLOW_TRACKING_URI and RNNFLOW_TEAM_ADMIN_PASSWORD; never the local store."""
+    if (stack.home / "stack.json").exists():
+        return stack.mlflow_url, stack.secrets()["admin_password"]
+    uri, admin = os.environ.get("MLFLOW_TRACKING_URI", ""), os.environ.get("RNNFLOW_TEAM_ADMIN_PASSWORD")
+    if uri.startswith(("http://", "https://")) and admin:
+        return uri, admin
+    raise TeamError(f"no team stack in {stack.home} and no team server named: pass --home (or set "
+                    "RNNFLOW_TEAM_HOME), or set MLFLOW_TRACKING_URI and RNNFLOW_TEAM_ADMIN_PASSWORD")
+
+
+def up_message(stack: Stack) -> str:
+    """Where everything is, and how to read a password, without printing one (stdout ends up
+    in CI logs and scrollback)."""
+    secrets_file = stack.home / "secrets.json"
+    return "\n".join([
+        f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})",
+        f"  MLflow UI {stack.mlflow_url} (sign in as admin, {', '.join(USERS)})   "
+        f"Prefect UI {stack.prefect_url[:-4]}",
+        f"  data database {stack.data_url} (password: RNNFLOW_DATA_PASSWORD in env.sh; "
+        "--data URL --table NAME)",
+        f"  use the stack as runner: source {stack.home / 'env.sh'}   "
+        "(as another user: rnnflow team env --user viewer)",
+        f"  passwords in {secrets_file} (mode 600), e.g. the admin's: python -c \"import json; "
+        f"print(json.load(open('{secrets_file}'))['admin_password'])\""])
 
 
 def main(action: str, home: str | None = None, user: str = "runner", permission: str = "EDIT",
          experiments: list[str] = (), models: list[str] = ()) -> int:
     """`rnnflow team up|down|status|env|add-user`; returns the exit code."""
     stack = Stack.load(home)
-    remote = action == "add-user" and os.environ.get("RNNFLOW_TEAM_ADMIN_PASSWORD")
-    if action != "up" and not remote and not (stack.home / "stack.json").exists():
-        raise TeamError(f"no stack in {stack.home} (set RNNFLOW_TEAM_HOME or --home, "
-                        "or run `rnnflow team up` first)")
     if action == "add-user":
         password = add_user(stack, user, permission, list(experiments), list(models))
         grants = ", ".join([*(f"experiment {e}" for e in experiments), *(f"model {m}" for m in models)])
+        said = (f"password {password} (shown once; it is not stored)" if password
+                else f"password from RNNFLOW_TEAM_{user.upper()}_PASSWORD")
         print(f"rnnflow team: MLflow user {user} ({permission} on {grants or 'what it creates'}; "
-              f"READ on the rest), password {password}")
+              f"READ on the rest), {said}")
         return 0
+    if action != "up" and not (stack.home / "stack.json").exists():
+        raise TeamError(f"no stack in {stack.home} (set RNNFLOW_TEAM_HOME or --home, "
+                        "or run `rnnflow team up` first)")
     if action == "up":
         up(stack)
-        print(f"rnnflow team: up (state in {stack.home}, logs in {stack.home / 'logs'})")
-        print(f"  MLflow UI {stack.mlflow_url}   Prefect UI {stack.prefect_url[:-4]}")
-        print(f"  data database {stack.data_url} (password: RNNFLOW_DATA_PASSWORD in env.sh; "
-              "--data URL --table NAME)")
-        print("  export these to use the stack (also in env.sh, mode 600):")
-        print(print_env(stack, user))
+        print(up_message(stack))
         return 0
     if action == "down":
         down(stack)

@@ -134,6 +134,8 @@ def prefect_env(st: Stack, s: dict[str, str]) -> dict[str, str]:
     return {**clean_env(), "PREFECT_HOME": str(st.home / "prefect-server"),
             "PREFECT_API_DATABASE_CONNECTION_URL": st.db_url("prefect", "postgresql+asyncpg"),
             "PREFECT_SERVER_API_AUTH_STRING": f"admin:{s['prefect_password']}",
+            # the UI's pages ask this API: without it, whatever PREFECT_API_URL says, or 4200
+            "PREFECT_UI_API_URL": st.prefect_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
@@ -179,9 +181,21 @@ def add_user(url: str, admin_password: str, user: str, password: str, permission
     on experiments (by name) and registered models, creating those that do not exist yet.
     Every signed-in user may read (default_permission READ); a user who creates an experiment
     or a registered model may manage it."""
-    admin, api = ("admin", admin_password), f"{url}/api/2.0/mlflow"
+    try:
+        _add_user(url, admin_password, user, password, permission, experiments, models)
+    except requests.RequestException as exc:  # one line naming the server, not the local store
+        status = f"HTTP {exc.response.status_code} " if exc.response is not None else ""
+        raise TeamError(f"the MLflow server at {url}: {status}{str(exc).splitlines()[0][:160]}") from None
+
+
+def _add_user(url: str, admin_password: str, user: str, password: str, permission: str,
+              experiments: tuple[str, ...], models: tuple[str, ...]) -> None:
+    admin, api = ("admin", admin_password), f"{url.rstrip('/')}/api/2.0/mlflow"
     r = requests.post(f"{api}/users/create", json={"username": user, "password": password},
                       auth=admin, timeout=30)
+    if r.status_code == 404:
+        raise TeamError(f"the MLflow server at {url} has no users (it was not started with "
+                        "--app-name basic-auth): is it the team's?")
     if r.status_code != 200:
         if "RESOURCE_ALREADY_EXISTS" not in r.text:
             raise TeamError(f"creating MLflow user {user!r}: HTTP {r.status_code} {r.text[:200]}")
@@ -191,8 +205,9 @@ def add_user(url: str, admin_password: str, user: str, password: str, permission
         exp = requests.get(f"{api}/experiments/get-by-name", params={"experiment_name": name},
                            auth=admin, timeout=30)
         if exp.status_code != 200:  # not there yet: create it, so the grant has something to name
-            exp_id = requests.post(f"{api}/experiments/create", json={"name": name}, auth=admin,
-                                   timeout=30).json()["experiment_id"]
+            made = requests.post(f"{api}/experiments/create", json={"name": name}, auth=admin, timeout=30)
+            made.raise_for_status()
+            exp_id = made.json()["experiment_id"]
         else:
             exp_id = exp.json()["experiment"]["experiment_id"]
         _grant(f"{api}/experiments/permissions", admin, {"experiment_id": exp_id}, user, permission)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -220,9 +221,14 @@ def crash_flow_runs(flow_run_ids: Iterable[str], why: str = "its process is gone
     return marked
 
 
-def sweep_runs(crash_flow_runs: bool = True) -> SweepResult:
+_mark_crashed = crash_flow_runs  # sweep_runs' flag of the same name hides the function
+
+
+def sweep_runs(crash_flow_runs: bool = True, before_prefect: Callable[[], None] | None = None) -> SweepResult:
     """Finish owed run ends and end KILLED the runs of processes that are gone (this store);
-    mark their Prefect flow runs Crashed (through the API Prefect would use) when asked."""
+    mark their Prefect flow runs Crashed (through the API Prefect would use) when asked, calling
+    ``before_prefect`` first (the CLI guards the temporary server that may start): Prefect is
+    imported only when there is a flow run to mark."""
     ensure_store()
     result = sweep(client(), tracking_uri())
     log = _logger()
@@ -232,15 +238,19 @@ def sweep_runs(crash_flow_runs: bool = True) -> SweepResult:
         log.warning("recorded the owed end of MLflow runs %s", ", ".join(result.ended))
     if crash_flow_runs and result.flow_runs:
         try:
-            result.crashed = crash_flow_runs(result.flow_runs)
+            if before_prefect:
+                before_prefect()
+            result.crashed = _mark_crashed(result.flow_runs)
         except Exception as exc:  # the MLflow side is done; Prefect's is best effort
             log.warning("could not mark flow runs %s Crashed: %s", sorted(result.flow_runs), exc)
     return result
 
 
 def _logger():
-    try:
-        from prefect import get_run_logger
-        return get_run_logger()
-    except Exception:  # outside a flow run
-        return logging.getLogger("rnnflow")
+    if "prefect" in sys.modules:  # not imported: no flow run either, and importing it costs 1 s
+        try:
+            from prefect import get_run_logger
+            return get_run_logger()
+        except Exception:  # outside a flow run
+            pass
+    return logging.getLogger("rnnflow")

@@ -44,26 +44,44 @@ class Decision:
     min_improvement: float
     unchanged: bool = False  # the challenger already was the champion: nothing judged or touched
     skills: Mapping[str, float] | None = None  # the challenger's skill per baseline on the holdout
+    coverage: Mapping[str, tuple[float, float]] | None = None  # interval -> (nominal, observed)
 
 
 def decide(champion_score: float | None, challenger_score: float, min_improvement: float,
            skills: Mapping[str, float] | None = None, min_skill: float = 0.0,
-           champion_error: str | None = None) -> Decision:
+           champion_error: str | None = None,
+           coverage: Mapping[str, tuple[float, float]] | None = None,
+           max_coverage_error: float = 1.0) -> Decision:
     """Promote when the challenger beats every baseline in ``skills`` (name -> skill on the
     holdout, 1 - error / baseline error) by more than ``min_skill``, and there is no champion
     or the challenger beats it by ``min_improvement`` (strictly, so a tie keeps the champion).
 
-    A challenger that loses to a baseline is never promoted, also when there is no champion.
+    A challenger that loses to a baseline is never promoted, also when there is no champion;
+    nor is one whose skill is undefined (NaN: the baseline is exact on the holdout).
     ``champion_error`` says why a champion could not be scored at all (e.g. its artifacts are
     gone): a challenger that scores and clears the baselines beats it. Lower is better.
+    ``coverage`` (interval name -> (nominal, observed) on the holdout): a challenger whose
+    intervals cover further than ``max_coverage_error`` from nominal is never promoted.
     """
     if not 0.0 <= min_improvement < 1.0:
         raise ValueError(f"min_improvement must be in [0, 1), got {min_improvement}")
     args = dict(challenger_score=challenger_score, champion_score=champion_score,
-                min_improvement=min_improvement, skills=dict(skills or {}))
+                min_improvement=min_improvement, skills=dict(skills or {}), coverage=dict(coverage or {}))
+    undefined = [b.replace("_", " ") for b, s in (skills or {}).items() if math.isnan(s)]
+    if undefined or (math.isnan(challenger_score) and skills):
+        # The baseline is exact on the holdout (the target does not change there): no skill
+        # can be measured, so none can be shown to clear min_skill.
+        return Decision(False, f"the {(undefined or ['naive'])[0]} forecast is exact on the holdout (the target "
+                        "does not change there), so skill is undefined; retrain on data whose holdout "
+                        "varies, or promote --force a version", None, **args)
     if not math.isfinite(challenger_score):
         # A diverged challenger must never win, whatever the champion scored.
         return Decision(False, f"challenger score {challenger_score} is not finite", None, **args)
+    for name, (nominal, observed) in (coverage or {}).items():
+        if not abs(observed - nominal) <= max_coverage_error:
+            return Decision(False, f"its {name}% interval covers {observed:.1%} of the holdout, off nominal "
+                            f"{nominal:.0%} by more than {max_coverage_error:.0%} (max_coverage_error)",
+                            None, **args)
     for baseline, skill in (skills or {}).items():
         if not skill > min_skill:
             name = baseline.replace("_", " ")

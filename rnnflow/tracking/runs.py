@@ -6,6 +6,7 @@ belongs to one thread, and Prefect runs submitted tasks in a thread pool.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -146,8 +147,11 @@ def log_params(run_id: str, params: Mapping[str, object]) -> None:
 
 
 def log_metrics(run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+    """Log finite values only: an undefined figure (NaN, e.g. skill when the naive forecast is
+    exact) is left out rather than stored as a number (MLflow writes inf as 1.8e308)."""
     ts = _now_ms()
-    client().log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+    client().log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()
+                                        if math.isfinite(float(v))])
 
 
 def set_tags(run_id: str, tags: Mapping[str, object]) -> None:

@@ -1,5 +1,8 @@
 """Gated promotion through the flows: evidence, records, rollback, and a registry left intact."""
 
+import subprocess
+import sys
+
 import pytest
 from mlflow import MlflowClient
 
@@ -8,6 +11,7 @@ import tasks.promote
 from flows.train import train_flow
 from rnnflow.cli import main
 from rnnflow import tracking
+from rnnflow.tracking import promotion
 from rnnflow.tracking.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
 from tests.conftest import tiny_config
 from tests.tracking.test_promotion import FaultyClient
@@ -54,8 +58,27 @@ def test_the_gate_is_the_configured_margin(mlflow_store, capsys):
     train(1)
     train_flow(tiny_config(train={"epochs": 8}, tracking={"min_improvement": 0.99}, **ONE))
     assert aliases()[CHAMPION] == "1"
-    assert main(["promote", "--min-improvement", "0.01"]) == 0  # the same pair, a lower bar
+    # the same pair, a lower bar; without --flow, plain registry calls: Prefect is never imported
+    promote = ("import sys; from rnnflow.cli import main; code = main(['promote', '--min-improvement', "
+               "'0.01']); assert 'prefect' not in sys.modules, 'prefect was imported'; sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", promote], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("rnnflow promote: promoted: ")
     assert aliases() == {CHAMPION: "2", CHALLENGER: "2", PREVIOUS: "1"}
+    assert MlflowClient().get_model_version("rnnflow", "2").tags[TAG + "decision"] == "promote"
+
+
+def test_plain_promote_leaves_the_registry_as_it_was_when_an_alias_write_fails(mlflow_store, monkeypatch):
+    train(1)
+    train_flow(tiny_config(train={"epochs": 8}, tracking={"min_improvement": 0.99}, **ONE))
+    before = aliases()
+    tags_before = [MlflowClient().get_model_version("rnnflow", v).tags for v in ("1", "2")]
+    monkeypatch.setattr(tracking, "client", lambda: FaultyClient(mlflow_store, method="set_registered_model_alias",
+                                                                 fail_on=2))
+    with pytest.raises(Exception, match="injected failure on call 2"):
+        promotion.promote("rnnflow", 0.0, "rmse")
+    assert aliases() == before
+    assert [MlflowClient().get_model_version("rnnflow", v).tags for v in ("1", "2")] == tags_before
 
 
 def test_a_failed_alias_write_leaves_the_registry_as_it_was(mlflow_store, monkeypatch):

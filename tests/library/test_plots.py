@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.colors import same_color
 
@@ -33,7 +34,7 @@ def test_loss_curves_draws_train_solid_and_val_dashed_per_variant():
     assert not same_color(lines["rnn train"].get_color(), lines["brnn train"].get_color())
     assert list(lines["rnn val"].get_xdata()) == [1, 2, 3]
     assert ax.get_yscale() == "log"
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "loss")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "loss (MSE of normalised values)")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["rnn train", "rnn val", "brnn train"]
 
 
@@ -52,6 +53,22 @@ def test_forecast_vs_actual_draws_actual_in_black_and_one_line_per_variant():
     np.testing.assert_allclose(lines["brnn"].get_ydata(), preds["brnn"])
     assert ax.get_title() == "test stretch"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["actual", "rnn", "brnn"]
+
+
+def test_forecast_vs_actual_on_dates_with_the_naive_forecast_and_the_target_named():
+    time = np.array(pd.date_range("1958-01-01", periods=12, freq="MS"))
+    actual = np.arange(12.0)
+    fig = forecast_vs_actual(actual, {"rnn": actual + 1, "brnn": actual - 1}, "t", time=time,
+                             naive=np.roll(actual, 1), ylabel="passengers (thousands)", xlabel="month")
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert list(lines) == ["actual", "naive", "rnn", "brnn"]
+    assert lines["naive"].get_linestyle() == ":" and same_color(lines["naive"].get_color(), "grey")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("month", "passengers (thousands)")
+    assert lines["rnn"].get_xdata()[0] == np.datetime64("1958-01-01")
+    assert _png(fig).startswith(PNG_MAGIC)
+    with pytest.raises(ValueError, match="'time'"):
+        forecast_vs_actual(actual, {}, "t", time=time[:5])
 
 
 def test_forecast_vs_actual_rejects_mismatched_shapes_naming_the_variant():

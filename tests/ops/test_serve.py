@@ -8,6 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import json
+import shutil
+import urllib.request
+import warnings
+
 import pytest
 from mlflow import MlflowClient
 
@@ -18,6 +23,24 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def check_ui_lists(port: int, flow_run_name: str) -> None:
+    """The UI served on ``port`` asks the API on that port (its settings endpoint says so) and,
+    in a real headless Chromium where one is installed, its runs page lists the flow run."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as r:
+        api_url = json.load(r)["api_url"]
+    assert api_url == f"http://127.0.0.1:{port}/api", api_url
+    if not CHROMIUM:  # Debian: apt-get install chromium
+        warnings.warn("chromium is not installed: the UI was checked through /ui-settings only")
+        return
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                          "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/runs"],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert flow_run_name in dom, f"the runs page does not list {flow_run_name}:\n{dom[-2000:]}"
 
 
 # SIGTERM to the process (`kill`), and Ctrl-C as a terminal sends it: SIGINT to the whole
@@ -53,6 +76,8 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
         assert finished, f"no scheduled run completed; serve printed:\n{log_path.read_text()[-3000:]}"
         assert finished[0].data.tags["prefect.flow_run_id"]
         assert champion, f"no champion after the scheduled run; serve printed:\n{log_path.read_text()[-3000:]}"
+        if stop == "sigterm":  # once is enough: the UI on this (non-default) port, while serving
+            check_ui_lists(port, finished[0].data.tags["prefect.flow_run_name"])
     finally:
         if stop == "sigterm":
             proc.send_signal(signal.SIGTERM)  # Prefect's runner shuts down gracefully on SIGTERM

@@ -30,6 +30,8 @@ import requests
 from rnnflow.ops.processes import alive, descendants, free_port, stop_group
 from rnnflow.ops.team import Stack, status
 from rnnflow.ops.team_services import prefect_auth
+from rnnflow.ops.stack import TeamError
+from rnnflow.ops.team import main as team_main, up_message
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -267,6 +269,12 @@ def test_deployment_run_on_a_worker_tracked_behind_sign_in_and_scored(stack, tmp
 
 def serve_and_score(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> np.ndarray:
     """`mlflow models serve` the model on a free port, POST the frame to /invocations."""
+    return served_table(uri, env, frame, cwd)["sales"].to_numpy(float)
+
+
+def served_table(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> pd.DataFrame:
+    """`mlflow models serve` the model on a free port, POST the frame to /invocations: the
+    predictions as a table."""
     port = free_port()
     log = open(cwd / "serve.log", "wb")
     proc = subprocess.Popen([BIN / "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
@@ -285,8 +293,7 @@ def serve_and_score(uri: str, env: dict, frame: pd.DataFrame, cwd: Path) -> np.n
         body = {"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}
         r = requests.post(f"http://127.0.0.1:{port}/invocations", json=body, timeout=120)
         assert r.status_code == 200, r.text[:500]
-        predictions = r.json()["predictions"]
-        return np.asarray([row["sales"] for row in predictions], float)
+        return pd.DataFrame(r.json()["predictions"])
     finally:
         stop_group(proc.pid, 10)
         proc.wait(timeout=30)
@@ -499,3 +506,57 @@ def test_status_of_a_stack_that_is_not_up(tmp_path):
     states = status(st)
     assert {k: v.split()[0] for k, v in states.items()} == {"postgres": "down", "mlflow": "down",
                                                              "prefect": "down"}
+
+
+def test_a_busy_port_is_named_before_anything_starts(tmp_path, monkeypatch):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("RNNFLOW_TEAM_MLFLOW_PORT", str(port))
+        with pytest.raises(TeamError) as err:
+            team_main("up", str(tmp_path))
+    assert str(err.value) == (f"port {port} on 127.0.0.1 is already in use; "
+                              "set RNNFLOW_TEAM_MLFLOW_PORT to a free port (0: any)")
+    assert not list(tmp_path.iterdir())  # no secrets, no cluster, no logs
+
+
+def test_default_ports_leave_room_for_make_ui_and_serve(tmp_path, monkeypatch):
+    for key in ("PG", "MLFLOW", "PREFECT"):
+        monkeypatch.delenv(f"RNNFLOW_TEAM_{key}_PORT", raising=False)
+    st = Stack.load(tmp_path)
+    assert {st.mlflow_port, st.prefect_port}.isdisjoint({5000, 4200})
+
+
+def test_up_message_says_where_the_passwords_are_not_what_they_are(tmp_path):
+    st = Stack(tmp_path)
+    secret_values = st.secrets().values()
+    message = up_message(st)
+    assert not [v for v in secret_values if v in message]
+    command = message.split("python -c ", 1)[1].strip().strip('"')
+    read = subprocess.run([sys.executable, "-c", command], capture_output=True, text=True)
+    assert read.stdout.strip() == st.secrets()["admin_password"]
+
+
+def test_add_user_without_a_team_names_what_it_needs(tmp_path, monkeypatch, capsys):
+    from rnnflow.cli import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("RNNFLOW_TEAM_ADMIN_PASSWORD", raising=False)
+    code = main(["team", "add-user", "alice", "--experiment", "rnnflow", "--home", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and "sqlite" not in err
+    assert err.startswith(f"rnnflow team add-user: no team stack in {tmp_path}")
+
+
+@pytest.mark.slow
+def test_add_user_from_a_shell_without_the_team_environment(stack, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "PREFECT_API", "RNNFLOW_TEAM"))}
+    done = subprocess.run([BIN / "rnnflow", "team", "add-user", "alice", "--permission", "EDIT",
+                           "--experiment", "rnnflow", "--model", "rnnflow", "--home", str(stack.home)],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    password = done.stdout.split("password ")[1].split()[0]
+    r = requests.get(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/get-by-name",
+                     params={"experiment_name": "rnnflow"}, auth=("alice", password), timeout=30)
+    assert r.status_code == 200, r.text
