@@ -95,6 +95,7 @@ class Replay:
     retrains: list[dict] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    no_champion: str | None = None  # why the first version was not promoted (nothing watched)
 
 
 def pipeline_config(path: Path, spec: dict, name: str, quick: bool):
@@ -152,8 +153,10 @@ def replay(file: str, change: str, work: Path, quick: bool, stale: dict, steps_c
     full.iloc[:history].to_csv(path, index=False)
     first = train_flow(pipeline_config(path, spec, name, quick))
     if not (first.decision and first.decision.promote):
-        raise SystemExit(f"replay: {name} v{first.version} did not become champion "
-                         f"({first.decision.reason if first.decision else 'not registered'}); nothing to watch")
+        r.no_champion = first.decision.reason if first.decision else "not registered"
+        print(f"replay: {name} v{first.version} did not become champion ({r.no_champion}); "
+              "nothing to watch", flush=True)
+        return r
 
     mon = MonitorConfig(model_uri=f"models:/{name}@champion", data=str(path), **stale)
     n_steps = (len(full) - history) // season
@@ -249,7 +252,10 @@ def main() -> None:
     print(f"replay: {files} x {changes}, stores in {work}, load {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     replays = [replay(f, c, work, args.quick, stale, args.steps) for f in files for c in changes]
     load1 = os.getloadavg()
-    print(table(replays))
+    print(table([r for r in replays if r.no_champion is None]))
+    for r in replays:
+        if r.no_champion:
+            print(f"{r.file} {r.change}: no champion to watch ({r.no_champion})")
     total_periods = sum(r.periods for r in replays)
     alarms = sum(r.false_alarms for r in replays)
     missed = [f"{r.file}/{r.change}" for r in replays if r.absorbed is False and r.delay is None]
@@ -269,6 +275,7 @@ def main() -> None:
         "warm_time_ratio": None if warm_time is None else round(warm_time, 4),
         "warm_reached_cold_val": all(f["warm_reached"] for f in fits) if fits else None,
         "warm_val_ratio": [round(f["warm_val"] / f["cold_val"], 4) for f in fits],
+        "no_champion": [f"{r.file}/{r.change}" for r in replays if r.no_champion],
         "retrains": len(fits), "promotions": sum(len(r.promotions) for r in replays),
         "wall_s": round(time.perf_counter() - t0, 1),
         "load_start": [round(x, 2) for x in load0], "load_end": [round(x, 2) for x in load1],
