@@ -119,7 +119,10 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 def _train(args: argparse.Namespace) -> int:
     from rnnflow.preflight import preflight_train
 
-    cfg = preflight_train(config_from_args(args))
+    cfg = config_from_args(args)
+    if cfg.train.warm_start:
+        preflight(prefect=False)  # the version to start from is read from the tracking store
+    cfg = preflight_train(cfg)
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return EXIT_OK
@@ -129,6 +132,18 @@ def _train(args: argparse.Namespace) -> int:
 
     summary = run_work(train_flow, cfg)
     print(format_summary(summary, cfg))
+    return EXIT_OK
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from rnnflow.retrain import format_retrain_summary, preflight_retrain
+
+    cfg = config_from_args(args)
+    preflight()
+    preflight_retrain(cfg)  # the champion, the data and the judging rows, before any run
+    from flows.retrain import retrain_flow
+
+    print(format_retrain_summary(run_work(retrain_flow, cfg)))
     return EXIT_OK
 
 
@@ -271,6 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(tune)
     _add_section_flags(tune, "tune", only=TUNE_FLAGS)
     tune.set_defaults(func=_tune)
+    retrain = sub.add_parser("retrain", help="retrain the champion warm and cold on the same source; "
+                             "the best of the two and the champion wins")
+    _add_config_flags(retrain)
+    retrain.set_defaults(func=_retrain)
     pred = sub.add_parser("predict", help="score a file, folder, glob or SQL table with a registered model")
     pred.add_argument("--model-uri", default="models:/rnnflow@champion", help="MLflow model URI")
     pred.add_argument("--data", required=True, help="CSV/Parquet file, folder or glob of them, or an "

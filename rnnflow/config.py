@@ -193,6 +193,12 @@ class TrainConfig(Section):
     concurrent: bool = Field(True, description="Train the variants at the same time")
     backtest_folds: int = Field(0, ge=0, description="Rolling-origin backtest folds, expanding "
                                 "window, each trained afresh (0: off)")
+    warm_start: str | None = Field(
+        None, min_length=1, description="Start the network from a registered version's weights: "
+        "champion (of tracking.model_name) or a model URI (models:/NAME/VERSION, models:/NAME@ALIAS, "
+        "runs:/ID/model); its network, column roles and normalisation must match, its time axis is "
+        "kept and its scalers are refitted on the new training rows (measured: keeping them moved "
+        "validation RMSE by -3 to +4 % and took longer; refitted, warm and cold cut the same windows)")
 
     @model_validator(mode="after")
     def _amp_needs_cuda(self) -> TrainConfig:

@@ -12,6 +12,7 @@ from rnnflow.evaluate import backtest_folds
 from rnnflow.holdout import Holdout, holdout_of
 from rnnflow.preprocess import Preprocessor, Ranges, Windows
 from rnnflow.sources import describe, label_of, source_table
+from rnnflow.warmstart import WarmStart
 
 
 @dataclass
@@ -55,24 +56,32 @@ def source_of(cfg: PipelineConfig) -> str:
 _CACHE: dict[tuple, Dataset] = {}
 
 
-def load_dataset(cfg: DataConfig, source: str) -> Dataset:
+def load_dataset(cfg: DataConfig, source: str, warm: WarmStart | None = None) -> Dataset:
     """Read or generate the rows and cut them: each series split by time (its last rows are
-    its test part), scalers fitted on training rows only. Raises DataError (one line)."""
+    its test part), scalers fitted on training rows only. With ``warm``, read with the source
+    model's column roles and time axis (WarmStartError when they differ). Raises DataError
+    (one line)."""
     raw, columns = source_table(cfg)
-    key = (cfg.model_dump_json(), source, len(raw), int(pd.util.hash_pandas_object(raw).sum()))
+    key = (cfg.model_dump_json(), source, len(raw), int(pd.util.hash_pandas_object(raw).sum()),
+           warm and warm.key)
     if key not in _CACHE:
         while len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = _load(cfg, source, raw, columns)
+        _CACHE[key] = _load(cfg, source, raw, columns, warm)
     return _CACHE[key]
 
 
-def _load(cfg: DataConfig, source: str, raw: pd.DataFrame, columns: Columns) -> Dataset:
+def _load(cfg: DataConfig, source: str, raw: pd.DataFrame, columns: Columns,
+          warm: WarmStart | None = None) -> Dataset:
     pre = Preprocessor.from_config(cfg, columns)
+    if warm is not None:
+        pre = warm.adopt(pre, source)
     frame, pre = pre.prepare(raw, source)
     segments = pre.segments(frame, cfg.val_fraction, cfg.test_fraction, source)
     pre = pre.fit(frame, segments[0])
     refuse_constant_targets(pre, source)
+    if warm is not None:
+        pre = warm.scalers(pre)
     try:
         parts = [pre.windows(frame, s) if any(hi > lo for lo, hi in s.values()) else None
                  for s in segments]

@@ -4,6 +4,7 @@ nothing because the data they read are kept for the flow's first task."""
 
 from __future__ import annotations
 
+from rnnflow import warmstart
 from rnnflow.config import ConfigError, PipelineConfig
 from rnnflow.dataset import Dataset, backtest_folds_of, load_dataset, source_of
 
@@ -26,14 +27,41 @@ def preflight_train(cfg: PipelineConfig) -> PipelineConfig:
     if not cfg.model.quantiles and cfg.tracking.metric in ("interval_score", "crps"):
         raise ConfigError(f"tracking.metric: {cfg.tracking.metric!r} scores intervals; add e.g. "
                           "--quantiles 0.1 0.5 0.9")
-    dataset(cfg)
+    cfg = pin_warm_start(cfg)
+    ds = dataset(cfg)
+    if cfg.train.warm_start:
+        check_warm_start(cfg, ds)
     return cfg
+
+
+def pin_warm_start(cfg: PipelineConfig) -> PipelineConfig:
+    """``train.warm_start`` resolved to the version it names now (``champion`` -> models:/NAME/V),
+    so the flow starts from the version that was checked even if the alias moves meanwhile."""
+    if not cfg.train.warm_start:
+        return cfg
+    try:
+        uri = warmstart.of(cfg).uri
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"warm_start": uri})})
+
+
+def check_warm_start(cfg: PipelineConfig, ds: Dataset) -> None:
+    """Every variant's network has the shape of the warm start's; ConfigError naming the field."""
+    from rnnflow.training import network_config
+
+    warm = warmstart.of(cfg)
+    try:
+        for variant in cfg.model.variants:
+            warm.check(network_config(cfg, ds, variant), variant)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def dataset(cfg: PipelineConfig) -> Dataset:
     try:
-        ds = load_dataset(cfg.data, source_of(cfg))
+        ds = load_dataset(cfg.data, source_of(cfg), warmstart.of(cfg))
         backtest_folds_of(ds, cfg.train.backtest_folds)
-    except ValueError as exc:  # DataError, too few rows for the windows or the folds
+    except ValueError as exc:  # DataError, WarmStartError, too few rows for the windows or the folds
         raise ConfigError(str(exc)) from None
     return ds

@@ -59,7 +59,8 @@ def format_summary(summary: TrainSummary, cfg: PipelineConfig) -> str:
     """What a user wants to see after a run: metrics, run ids, registry state, next command."""
     data = summary.source.removeprefix("preset:")
     lines = ["", f"rnnflow: {data}, {cfg.model.cell} cell, {cfg.data.window}-step windows, "
-                 f"{cfg.data.scaling} normalisation"]
+                 f"{cfg.data.scaling} normalisation"
+                 + (f", warm start from {cfg.train.warm_start}" if cfg.train.warm_start else "")]
     for variant, r in summary.results.items():
         m = r.metrics
         best = "  <- best on validation" if variant == summary.best else ""

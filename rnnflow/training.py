@@ -15,6 +15,7 @@ from rnnflow.config import DIRECTIONS, PipelineConfig, Variant
 from rnnflow.dataset import Dataset
 from rnnflow.preprocess import Windows
 from rnnflow.forecaster import input_example, save_checkpoint, signature
+from rnnflow.warmstart import WarmStart
 from rnnmodel import History, NetworkConfig, SequenceRegressor, init_model
 
 
@@ -53,9 +54,11 @@ def network_config(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Networ
         quantiles=tuple(cfg.model.quantiles))
 
 
-def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> SequenceRegressor:
-    """The network for ``variant``, sized from the data, with seeded initial weights."""
-    return init_model(cfg.train.seed, network_config(cfg, ds, variant))
+def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant, warm: WarmStart | None = None) -> SequenceRegressor:
+    """The network for ``variant``, sized from the data, with seeded initial weights, or with
+    the weights of ``warm`` (WarmStartError when its network differs)."""
+    model = init_model(cfg.train.seed, network_config(cfg, ds, variant))
+    return warm.start(model, variant) if warm is not None else model
 
 
 def log_model(run_id: str, model: SequenceRegressor, ds: Dataset) -> str:

@@ -9,12 +9,14 @@ from rnnflow import tracking
 from rnnflow.config import PipelineConfig
 from rnnflow.dataset import Dataset, backtest_folds_of, load_dataset, source_of
 from rnnflow.evaluate import Fold
+from rnnflow.warmstart import WarmStart
 
 
 @task(cache_policy=NO_CACHE)
-def prepare_data(cfg: PipelineConfig) -> Dataset:
-    """Checked rows of the configured source, split by time, scaled, cut into windows."""
-    return load_dataset(cfg.data, source_of(cfg))
+def prepare_data(cfg: PipelineConfig, warm: WarmStart | None = None) -> Dataset:
+    """Checked rows of the configured source, split by time, scaled, cut into windows (read
+    with ``warm``'s column roles and time axis when given)."""
+    return load_dataset(cfg.data, source_of(cfg), warm)
 
 
 @task(cache_policy=NO_CACHE)

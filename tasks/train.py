@@ -12,6 +12,7 @@ from rnnflow.config import PipelineConfig, Variant
 from rnnflow.dataset import Dataset
 from rnnflow.evaluate import Fold
 from rnnflow.training import VariantResult
+from rnnflow.warmstart import WarmStart
 from rnnmodel import EpochStats, fit, resolve_device
 
 
@@ -31,16 +32,16 @@ def epoch_progress(name: str, epochs: int, on_epoch: Callable[[EpochStats], None
 
 @task(cache_policy=NO_CACHE)
 def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
-                  tags: dict[str, str], folds: list[Fold]) -> VariantResult:
-    """Fit one variant; log params, per-epoch losses, val/test metrics, skill, plots, the
-    holdout and the model."""
+                  tags: dict[str, str], folds: list[Fold], warm: WarmStart | None = None) -> VariantResult:
+    """Fit one variant (from ``warm``'s weights when given); log params, per-epoch losses,
+    val/test metrics, skill, plots, the holdout and the model."""
     device = resolve_device(cfg.train.device)
     name = f"{cfg.model.cell}-{variant}"
     with tracking.tracked_run(cfg.tracking.experiment, name, parent_run_id, tags) as run_id:
         tracking.log_params(run_id, training.run_params(cfg, variant, device.type, ds))
         tracking.log_dataset(run_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training",
                              ds.rows)
-        model = training.build_variant(cfg, ds, variant)
+        model = training.build_variant(cfg, ds, variant, warm)
         history = fit(model, ds.train.sequences(), ds.val.sequences() if ds.val else None, cfg.train,
                       device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))
         val = evaluate.score(evaluate.forecast(model, ds.val, ds.pre), ds.val, ds.pre) if ds.val else {}

@@ -16,7 +16,7 @@ from rnnflow.tracking.liveness import sweep_runs
 from rnnflow.tracking.models import (challenger_holdout, load_holdout, load_model, load_pyfunc,
                                      log_forecaster, log_holdout, missing_artifacts)
 from rnnflow.tracking.registry import (CHALLENGER, CHAMPION, PREVIOUS, Decision, alias_version,
-                                       apply_promotion, challenger_version, decide, promotion_lock,
+                                       apply_promotion, challenger_version, decide, pin_model_uri, promotion_lock,
                                        promotion_tags, register, require_version, restore_aliases,
                                        restore_promotion_tags, rollback, set_alias, snapshot_aliases)
 from rnnflow.tracking.runs import (RunCancelled, RunEndError, cancelled, end_run, epoch_logger,
@@ -28,7 +28,7 @@ __all__ = [
     "challenger_holdout", "load_holdout", "load_model", "load_pyfunc", "log_forecaster",
     "log_holdout", "missing_artifacts",
     "CHALLENGER", "CHAMPION", "PREVIOUS", "Decision", "alias_version", "apply_promotion",
-    "challenger_version", "decide", "promotion_lock", "promotion_tags", "register",
+    "challenger_version", "decide", "pin_model_uri", "promotion_lock", "promotion_tags", "register",
     "require_version", "restore_aliases", "restore_promotion_tags", "rollback", "set_alias",
     "snapshot_aliases",
     "RunCancelled", "RunEndError", "cancelled", "end_run", "epoch_logger", "experiment_id",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -243,6 +244,33 @@ def require_version(client: MlflowClient, name: str, version: str) -> None:
         if exc.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise
         raise ValueError(f"registered model {name!r} has no version {version!r}") from None
+
+
+_MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/]+))$")
+
+
+def pin_model_uri(client: MlflowClient, uri: str) -> tuple[str, str]:
+    """``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or ``runs:/RUN_ID/PATH`` -> (a URI that
+    no longer moves: ``models:/NAME/VERSION`` or the runs URI, the run id that logged the
+    model); ValueError naming what is missing."""
+    if uri.startswith("runs:/"):
+        run_id = uri[len("runs:/"):].split("/", 1)[0]
+        try:
+            client.get_run(run_id)
+        except MlflowException:
+            raise ValueError(f"no MLflow run {run_id!r} ({uri})") from None
+        return uri, run_id
+    match = _MODEL_URI.match(uri)
+    if not match:
+        raise ValueError(f"{uri!r} is not 'champion', models:/NAME@ALIAS, models:/NAME/VERSION or "
+                         "runs:/RUN_ID/model")
+    name, version, alias = match["name"], match["version"], match["alias"]
+    try:
+        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        what = f"version {version}" if version else f"alias {alias!r}"
+        raise ValueError(f"registered model {name!r} has no {what} ({uri})") from None
+    return f"models:/{name}/{mv.version}", mv.run_id
 
 
 def _listing(aliases: Mapping[str, str]) -> str:
