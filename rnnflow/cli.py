@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel
 
-from rnnflow.config import ConfigError, PipelineConfig, load_config
+from rnnflow.config import ConfigError, MonitorConfig, PipelineConfig, load_config
 from rnnflow.ops.services import failure_line, preflight
 from rnnflow.ops.settings import apply_defaults
 
@@ -78,12 +78,19 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 def _add_section_flags(parser: argparse.ArgumentParser, section: str,
                        only: tuple[str, ...] | None = None) -> None:
     """Typed flags for the fields of one config section, with their descriptions as help."""
+    _add_model_flags(parser, section, SECTIONS[section], only)
+
+
+def _add_model_flags(parser: argparse.ArgumentParser, section: str, model: type[BaseModel],
+                     only: tuple[str, ...] | None = None) -> None:
+    """One typed flag per field of ``model``; dests are ``section.field``."""
     group = parser.add_argument_group(section)
-    for name, field in SECTIONS[section].model_fields.items():
+    for name, field in model.model_fields.items():
         if only and name not in only:
             continue
         flag = (field.json_schema_extra or {}).get("flag", "--" + name.replace("_", "-"))
         group.add_argument(flag, dest=f"{section}.{name}", default=argparse.SUPPRESS,
+                           required=field.is_required(),
                            help=field.description and field.description.replace("%", "%%"),  # argparse %-formats help
                            **_flag_kind(field.annotation, name))
 
@@ -194,6 +201,36 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from rnnflow import monitor
+    from rnnflow.config import MonitorConfig, describe
+    from rnnflow.data import DataError
+
+    values = {k.split(".", 1)[1]: v for k, v in vars(args).items() if k.startswith("monitor.")}
+    try:
+        cfg = MonitorConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc)) from None
+    preflight()
+    try:
+        monitor.check_inputs(cfg)  # the version, its holdout and the source, before a flow run
+    except (DataError, ValueError) as exc:
+        raise ConfigError(str(exc)) from None
+    from flows.monitor import monitor_flow
+
+    assessment = run_work(monitor_flow, cfg)
+    for p in assessment.periods:
+        s = p.scores
+        print(f"  period {p.index} {p.start}: rmse {s['rmse']:#.4g} (naive {s['naive_rmse']:#.4g}) "
+              f"skill {s['skill']:+.3f} ratio {s['ratio']:.2f}{'  bad' if p.bad else ''}")
+    if assessment.event_id:
+        print(f"  emitted {'rnnflow.model.stale'} event {assessment.event_id}")
+    print(f"rnnflow monitor: {assessment.verdict()}")
+    return EXIT_OK
+
+
 def _promote(args: argparse.Namespace) -> int:
     from rnnflow import tracking
     from rnnflow.tracking import promotion
@@ -299,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--flow", action="store_true",
                       help="run as a Prefect flow run (tracked in the Prefect UI); default: score directly")
     pred.set_defaults(func=_predict)
+    mon = sub.add_parser("monitor", help="score a registered version on the rows that arrived after "
+                         "it was trained; emit rnnflow.model.stale when it is stale")
+    _add_model_flags(mon, "monitor", MonitorConfig)
+    mon.set_defaults(func=_monitor)
     promote = sub.add_parser("promote", help="promote the challenger if it beats the champion")
     _add_section_flags(promote, "tracking", only=("model_name", "min_improvement", "metric", "min_skill",
                                                               "max_coverage_error"))

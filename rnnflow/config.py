@@ -243,6 +243,35 @@ class TrackingConfig(Section):
                              "negative: allow a model worse than naive")
 
 
+class MonitorConfig(Section):
+    """What `rnnflow monitor` watches and when it calls a version stale (not part of a training
+    run's config: a monitoring pass trains nothing)."""
+
+    model_uri: str = Field("models:/rnnflow@champion", min_length=1,
+                           description="Registered version to watch: models:/NAME@ALIAS or models:/NAME/VERSION")
+    data: str = Field(..., min_length=1, description="The growing source (CSV or Parquet file) with "
+                      "the columns the version was trained on; rows after the last one it was "
+                      "trained and judged on are scored")
+    period: str | None = Field(
+        None, description="Scoring period: a pandas period alias (D, W, M, Q, Y, h) on dated "
+        "series, or a number of time steps; default: the series' season (season_length steps), "
+        "else one day on sub-daily series, else one window of steps")
+    stale_skill: float = Field(
+        0.0, lt=1, description="A period is bad when the version's skill (1 - rmse / baseline rmse, "
+        "the worst over naive and seasonal naive) is at or below this: 0 means it no longer beats "
+        "the baselines it was promoted over")
+    stale_ratio: float = Field(
+        1.5, gt=1, description="A period is also bad when its rmse is above this many times the "
+        "rmse on the holdout the version was promoted with. 1.5: on replays of nottem and "
+        "airpassengers a clean series stayed at 0.93-1.49, a seasonal swing x3 at 5.0-9.1 "
+        "(README, Keep a model fresh)")
+    stale_periods: int | None = Field(
+        None, gt=0, description="Bad periods in a row (the latest ones) that make the version "
+        "stale; default: the periods one window spans, plus one. A level shift leaves every "
+        "window that straddles it wrong, and window normalisation has absorbed it one window "
+        "later: it must not be called stale, a change that lasts longer must")
+
+
 class FloatRange(Section):
     type: Literal["float"]
     low: float

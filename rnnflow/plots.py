@@ -133,3 +133,25 @@ def comparison_table(rows: Sequence[Mapping[str, object]], sort_by: str = "rmse"
     if sort_by in table.columns:
         table = table.sort_values(sort_by, kind="stable", ignore_index=True)
     return table
+
+
+def realised_error(table: pd.DataFrame, holdout_rmse: float, stale_ratio: float, title: str) -> Figure:
+    """Realised rmse per monitoring period beside naive (and seasonal naive) on the same rows,
+    with the holdout rmse the version was promoted with and the stale line above it."""
+    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(table))
+    ax.plot(x, table["rmse"], marker="o", label="model rmse")
+    ax.plot(x, table["naive_rmse"], linestyle="--", color="grey", label="naive rmse")
+    if table["seasonal_naive_rmse"].notna().any():
+        ax.plot(x, table["seasonal_naive_rmse"], linestyle=":", color="grey", label="seasonal naive rmse")
+    ax.axhline(holdout_rmse, color=ACTUAL_COLOR, label=f"holdout rmse {holdout_rmse:.4g}")
+    ax.axhline(holdout_rmse * stale_ratio, color="red", alpha=0.5, label=f"stale above x{stale_ratio:g}")
+    bad = table["bad"].to_numpy(bool)
+    ax.scatter(x[bad], table["rmse"].to_numpy()[bad], color="red", zorder=3, label="bad period")
+    ax.set_xticks(x, table["start"], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("rmse (data units)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

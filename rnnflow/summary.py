@@ -38,7 +38,16 @@ def lineage(cfg: PipelineConfig, best: VariantResult, parent_id: str, ds: Datase
             "config_hash": config_hash(cfg), "data": ds.source, "normalize": ds.pre.scaling,
             f"val_rel_{cfg.tracking.metric}": best.val.get(f"rel_{cfg.tracking.metric}"),
             f"test_{cfg.tracking.metric}": best.metrics[cfg.tracking.metric],
-            "test_skill_naive": best.metrics["skill_naive"]}
+            "test_skill_naive": best.metrics["skill_naive"], **monitor_tags(cfg, ds)}
+
+
+def monitor_tags(cfg: PipelineConfig, ds: Dataset) -> dict[str, str]:
+    """Where `rnnflow monitor` starts counting new rows (the last training and holdout time
+    stamp) and the config to retrain the version the same way."""
+    from rnnflow.monitor import TRAINING_CONFIG, trained_until_tag
+
+    return {**trained_until_tag(ds.frame, ds.pre.columns.time),
+            TRAINING_CONFIG: cfg.model_dump_json(exclude={"tune"})}
 
 
 def skill(metrics: dict[str, float]) -> str:

@@ -104,7 +104,8 @@ def schedules_of(spec: dict, schedule: dict | None = None) -> list:
     from prefect.schedules import Cron, Interval
 
     out = []
-    for entry in spec.get("schedules") or [{}]:
+    # An event-driven deployment (triggers, no schedules) gets no schedule from --cron/--interval.
+    for entry in spec.get("schedules") or ([] if spec.get("triggers") else [{}]):
         keep = {"timezone": entry.get("timezone"), "active": entry.get("active", True)}
         if schedule and "interval" in schedule:
             out.append(Interval(schedule["interval"], **keep))
@@ -112,6 +113,15 @@ def schedules_of(spec: dict, schedule: dict | None = None) -> list:
             cron = schedule["cron"] if schedule and "cron" in schedule else entry["cron"]
             out.append(Cron(cron, day_or=entry.get("day_or", True), **keep))
     return out
+
+
+def triggers_of(spec: dict) -> list:
+    """The deployment's `triggers:` from prefect.yaml as Prefect deployment triggers: serving
+    registers them as automations, as `prefect deploy` does (they need a server's event services)."""
+    from pydantic import TypeAdapter
+    from prefect.events import DeploymentTriggerTypes
+
+    return TypeAdapter(list[DeploymentTriggerTypes]).validate_python(spec.get("triggers") or [])
 
 
 def check_deployments(specs: list[dict], overrides: dict | None) -> None:
@@ -140,6 +150,7 @@ def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, lim
             params = {**params, "config": merge(params["config"], overrides)}
         flow = import_flow(spec["entrypoint"])
         deployments.append(flow.to_deployment(name=spec["name"], parameters=params,
-                                              schedules=schedules_of(spec, schedule)))
+                                              schedules=schedules_of(spec, schedule),
+                                              triggers=triggers_of(spec)))
     prefect_serve(*deployments, limit=limit)  # returns after SIGTERM or Ctrl-C
     return 0

@@ -16,8 +16,9 @@ from rnnflow.tracking.liveness import sweep_runs
 from rnnflow.tracking.models import (challenger_holdout, load_holdout, load_model, load_pyfunc,
                                      log_forecaster, log_holdout, missing_artifacts)
 from rnnflow.tracking.registry import (CHALLENGER, CHAMPION, PREVIOUS, Decision, alias_version,
-                                       apply_promotion, challenger_version, decide, pin_model_uri, promotion_lock,
-                                       promotion_tags, register, require_version, restore_aliases,
+                                       apply_promotion, challenger_version, decide, find_version, pin_model_uri,
+                                       promotion_lock, promotion_tags, register, registered_model_names,
+                                       require_version, restore_aliases, set_version_tags,
                                        restore_promotion_tags, rollback, set_alias, snapshot_aliases)
 from rnnflow.tracking.runs import (RunCancelled, RunEndError, cancelled, end_run, epoch_logger,
                                    experiment_id, log_dataset, log_figure, log_metrics, log_params,
@@ -28,7 +29,8 @@ __all__ = [
     "challenger_holdout", "load_holdout", "load_model", "load_pyfunc", "log_forecaster",
     "log_holdout", "missing_artifacts",
     "CHALLENGER", "CHAMPION", "PREVIOUS", "Decision", "alias_version", "apply_promotion",
-    "challenger_version", "decide", "pin_model_uri", "promotion_lock", "promotion_tags", "register",
+    "challenger_version", "decide", "find_version", "pin_model_uri", "promotion_lock", "promotion_tags",
+    "register", "registered_model_names", "set_version_tags",
     "require_version", "restore_aliases", "restore_promotion_tags", "rollback", "set_alias",
     "snapshot_aliases",
     "RunCancelled", "RunEndError", "cancelled", "end_run", "epoch_logger", "experiment_id",

@@ -28,7 +28,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from rnnflow.tracking import liveness
-from rnnflow.tracking.backend import LockTimeout, file_lock, sqlite_path, store_lock_path, wait_seconds
+from rnnflow.tracking.backend import LockTimeout, client, file_lock, sqlite_path, store_lock_path, wait_seconds
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 TAG = "promotion."  # prefix of every tag this module writes on a model version
@@ -349,3 +349,21 @@ def _break_if_stale(client, lock_name: str) -> None:
             client.delete_registered_model(lock_name)
         except MlflowException:
             pass  # someone else broke it first
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, object]) -> None:
+    for key, value in tags.items():
+        client().set_model_version_tag(name, version, key, str(value))
+
+
+def find_version(name: str, alias: str | None = None, version: str | None = None) -> str | None:
+    """The version ``alias`` points at (or ``version`` when it exists); None when there is none."""
+    try:
+        mv = client().get_model_version_by_alias(name, alias) if alias else client().get_model_version(name, version)
+    except MlflowException:
+        return None
+    return str(mv.version)
+
+
+def registered_model_names() -> list[str]:
+    return sorted(m.name for m in client().search_registered_models())

@@ -281,7 +281,7 @@ def test_serve_keeps_timezone_day_or_and_active_of_prefect_yaml(monkeypatch):
     (interval,) = schedules_of(specs[2], {"interval": 30})
     assert interval.interval.total_seconds() == 30 and interval.timezone == "Europe/Berlin"
     assert not interval.active
-    assert all(schedules_of(s) for s in load_deployments())
+    assert all(schedules_of(s) for s in load_deployments() if not s.get("triggers"))
 
 
 def test_write_predictions_retries_only_errors_a_retry_can_fix():
