@@ -12,7 +12,7 @@ from tasks.scoring import forecast, write_predictions
 def batch_predict(data: str, out: str = "predictions.csv",
                   model_uri: str = "models:/rnnflow@champion") -> str:
     """Score ``data`` with ``model_uri`` and write the forecasts to ``out``."""
-    frame, _ = check_scoring_inputs(model_uri, data, out)
-    path = write_predictions(forecast(model_uri, frame), out, model_uri)
+    frame, model = check_scoring_inputs(model_uri, data, out)  # loads the model, once
+    path = write_predictions(forecast(model, frame), out, model_uri)
     get_run_logger().info("wrote forecasts of %s to %s", model_uri, path)
     return path
