@@ -7,13 +7,14 @@ import signal
 import sys
 import threading
 import typing
+import warnings
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, PipelineConfig, load_config
-from rnnflow.ops.services import failure_line, preflight
+from rnnflow.ops.services import check_services, failure_line
 from rnnflow.ops.settings import apply_defaults
 
 # Exit codes, the same for every command; each failure is ONE line on stderr.
@@ -121,7 +122,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return EXIT_OK
-    preflight()
+    check_services()
     from flows.train import train_flow
     from rnnflow.summary import format_summary
 
@@ -135,9 +136,9 @@ def _tune(args: argparse.Namespace) -> int:
     from rnnflow.preflight import preflight_train
 
     cfg = preflight_train(config_from_args(args))
-    preflight()
+    check_services()
     try:
-        tune.preflight(cfg)  # the storage opens and the scheduler answers, before any run exists
+        tune.preflight_study(cfg)  # the storage opens and the scheduler answers, before any run exists
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     from flows.tune import tune_flow
@@ -153,7 +154,7 @@ def _predict(args: argparse.Namespace) -> int:
     from rnnflow import scoring
     from rnnflow.data import DataError
 
-    preflight(prefect=args.flow)  # scoring without --flow needs no Prefect API
+    check_services(prefect=args.flow)  # scoring without --flow needs no Prefect API
     try:
         frame, model = scoring.check_scoring_inputs(args.model_uri, args.data, args.out)
     except DataError as exc:
@@ -178,7 +179,7 @@ def _promote(args: argparse.Namespace) -> int:
     from rnnflow import tracking
 
     cfg = config_from_args(args).tracking
-    preflight(prefect=not args.rollback)  # a rollback moves aliases only: no flow run
+    check_services(prefect=not args.rollback)  # a rollback moves aliases only: no flow run
     version = args.force or args.version
     try:
         if args.rollback:
@@ -201,7 +202,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from rnnflow import tracking
 
-    preflight(prefect=args.prefect)
+    check_services(prefect=args.prefect)
     if args.prefect:
         from rnnflow.ops import guard
 
@@ -226,7 +227,7 @@ def _serve(args: argparse.Namespace) -> int:
         load_config(args.config)  # fail now on a bad file, not in every scheduled run
         overrides = yaml.safe_load(args.config.read_text())
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
-    preflight()
+    check_services()
     try:
         return serve(args.deployment, schedule, args.port, overrides, args.limit)
     except ValueError as exc:
@@ -310,7 +311,20 @@ def _exit_on_sigterm(signum, frame) -> None:
     sys.exit(128 + signum)
 
 
+_format_warning = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """rnnflow's own warnings (a constant column that varies now, ...) as one line, like its
+    errors; Python's format adds the source line that warned, which tells a user nothing. A
+    loaded model warns from its own copy of rnnflow (its code path), so the folder's name decides."""
+    if "rnnflow" in Path(filename).parts:
+        return f"rnnflow: warning: {message}\n"
+    return _format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     apply_defaults()
