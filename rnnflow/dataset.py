@@ -35,7 +35,12 @@ class Dataset:
     @property
     def label(self) -> str:
         """A short name for run names: the file's stem or the preset."""
-        return Path(self.source).stem if not self.source.startswith("preset:") else self.source[7:]
+        return label_of(self.source)
+
+
+def label_of(source: str) -> str:
+    """A source's short name: the file's stem, or the preset of ``preset:NAME``."""
+    return source.removeprefix("preset:") if source.startswith("preset:") else Path(source).stem
 
 
 def source_of(cfg: PipelineConfig) -> str:
