@@ -28,6 +28,8 @@ class Section(BaseModel):
 
 Normalize = Literal["auto", "none", "global", "window", "window_std", "diff"]
 GENERATED = ("random", "sine", "smoothing", "panel")
+# rnnflow/covariates.py computes each of these; kept here so the config needs no pandas import
+CALENDAR = ("hour", "dayofweek", "dayofmonth", "dayofyear", "weekofyear", "month")
 
 
 class DataConfig(Section):
@@ -61,6 +63,14 @@ class DataConfig(Section):
     stride: int | None = Field(None, gt=0, description="Rows between the starts of consecutive "
                                "windows (default: 1 to forecast, the window per step)")
     season_length: int | None = Field(None, gt=0, description="Season for the seasonal-naive baseline")
+    calendar: list[str] = Field(["none"], description="Calendar features from the time axis, as "
+                                "sin/cos pairs for the window and every forecast step: auto (what the "
+                                "frequency makes meaningful), none, or names from " + ", ".join(CALENDAR))
+    holidays: str | None = Field(None, description="Country code (ISO 3166, e.g. US, GB) whose public "
+                                 "holidays are a 0/1 input for the window and every forecast step")
+    future_features: list[str] = Field([], description="Input columns known ahead (a promotion plan, a "
+                                       "price list): scoring files hold their values for the rows past "
+                                       "the end, whose targets are blank")
     window: int = Field(48, gt=0, description="Time steps per input window")
     horizon: int = Field(1, gt=0, description="Steps to forecast; per-step sources predict every step")
     n_series: int = Field(16, gt=0, description="Series to generate (generated sources)")
@@ -81,6 +91,24 @@ class DataConfig(Section):
             values = {**values, "source": "file"}
         return values
 
+    @field_validator("calendar")
+    @classmethod
+    def _calendar_names(cls, spec: list[str]) -> list[str]:
+        if spec in (["auto"], ["none"]):
+            return spec
+        bad = [n for n in spec if n not in CALENDAR]
+        if bad or not spec or len(set(spec)) < len(spec):
+            raise ValueError(f"{(bad or spec or [''])[0]!r} is not allowed: give auto, none, or distinct names "
+                             f"from {', '.join(CALENDAR)}")
+        return spec
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        from rnnflow.covariates import check_country
+
+        return code and check_country(code)
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if self.source == "file" and not (self.path and self.target):
@@ -92,6 +120,13 @@ class DataConfig(Section):
         if self.per_step and self.normalize in ("window", "window_std", "diff"):
             raise ValueError(f"normalize {self.normalize!r} needs a forecasting task; source "
                              f"{self.source!r} predicts every step: use global or none")
+        known = set(self.target) | set(self.features)
+        if set(self.future_features) & known:
+            raise ValueError(f"future_features: {sorted(set(self.future_features) & known)[0]!r} is also a "
+                             "target or feature; name a column in one role only")
+        if (self.future_features or self.holidays or self.calendar != ["none"]) and self.source != "file":
+            raise ValueError("calendar, holidays and future_features read a file's columns and time axis: "
+                             "use them with --data FILE")
         if self.season_length and self.season_length > self.window:
             raise ValueError(f"season_length {self.season_length} is longer than window {self.window}: "
                              "the seasonal-naive baseline looks one season back inside a window; "

@@ -50,6 +50,7 @@ class Columns:
     series_id: str | None = None
     targets_are_inputs: bool = True  # forecasting: a target's history is an input too
     layout: str = "long"
+    future: list[str] = field(default_factory=list)  # inputs known ahead, for every forecast step
 
     @property
     def inputs(self) -> list[str]:
@@ -58,8 +59,13 @@ class Columns:
 
     @property
     def values(self) -> list[str]:
-        """Every numeric column read: inputs, then targets that are not inputs."""
-        return list(dict.fromkeys([*self.inputs, *self.targets]))
+        """Every numeric column read: inputs, then targets that are not inputs, then future ones."""
+        return list(dict.fromkeys([*self.inputs, *self.targets, *self.future]))
+
+    @property
+    def given(self) -> list[str]:
+        """The numeric columns a scoring file must hold: inputs and future columns."""
+        return list(dict.fromkeys([*self.inputs, *self.future]))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +92,7 @@ def source_table(cfg: DataConfig) -> tuple[pd.DataFrame, Columns]:
     """The raw rows of the configured source and the roles of their columns."""
     if cfg.source == "file":
         return read_table(cfg.path), Columns(list(cfg.target), list(cfg.features), cfg.time_column,
-                                             cfg.id_column, True, cfg.layout)
+                                             cfg.id_column, True, cfg.layout, list(cfg.future_features))
     if cfg.source == "random":
         table = synthetic.random_table(cfg.length, cfg.window, cfg.n_features, cfg.n_targets,
                                        cfg.data_seed, cfg.val_fraction, cfg.test_fraction)
@@ -122,7 +128,7 @@ def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | N
     """
     if cols.layout == "wide" and cols.targets[0] not in frame.columns:
         frame = melt_wide(frame, cols, source)
-    numeric = cols.inputs if scoring else cols.values
+    numeric = cols.given if scoring else cols.values
     wanted = [c for c in (cols.series_id, cols.time) if c] + numeric
     absent = [c for c in wanted if c not in frame.columns]
     if absent:

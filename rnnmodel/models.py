@@ -22,6 +22,7 @@ class NetworkConfig:
     bidirectional: bool = False  # a second, backward direction (BRNN)
     dropout: float = 0.0  # between stacked layers (PyTorch applies none with one layer)
     horizon: int | None = None  # None: one output per input step; H: H steps after the window
+    known_size: int = 0  # F: the last F inputs are known ahead; x then ends with H rows of them
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -31,12 +32,20 @@ class NetworkConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError(f"horizon must be a positive integer or None, got {self.horizon}")
+        if self.known_size and (self.horizon is None or not 0 < self.known_size <= self.input_size):
+            raise ValueError(f"known_size={self.known_size} needs a horizon and at most input_size="
+                             f"{self.input_size} inputs, got horizon={self.horizon}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
+
+    @property
+    def step_outputs(self) -> int:
+        """Outputs per forecast step: the one place every head takes its width from."""
+        return self.output_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +58,15 @@ class SequenceRegressor(nn.Module):
     (batch, window, input_size) -> (batch, window, output_size). With ``horizon=H`` it reads
     the final hidden state of each direction and forecasts H steps (many-to-one / multi-step):
     (batch, window, input_size) -> (batch, H, output_size).
+
+    With ``known_size=F`` (calendar and future columns), ``x`` is (batch, window + H, input_size):
+    the window, then one row per forecast step whose last F inputs are that step's known values.
+    The encoder reads the window only; a second head adds, for each step h, a small MLP of
+    [encoder summary, known values of step h]. Why this and not a decoder RNN: the summary is
+    what the plain head already reads, so with F = 0 the network is the one before covariates,
+    the step-h effect of a calendar value is learned once for every step (weights shared over
+    steps, so a long horizon needs no more data), and a BRNN cannot peek at the future through
+    its backward pass, which a window extended by the future rows would allow.
     """
 
     def __init__(self, config: NetworkConfig):
@@ -61,21 +79,32 @@ class SequenceRegressor(nn.Module):
             c.input_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
             bidirectional=c.bidirectional, dropout=c.dropout if c.num_layers > 1 else 0.0,
         )
-        self.head = nn.Linear(c.hidden_size * c.num_directions, c.output_size * (c.horizon or 1))
+        summary = c.hidden_size * c.num_directions
+        self.head = nn.Linear(summary, c.step_outputs * (c.horizon or 1))
+        if c.known_size:  # head input per step = encoder summary + that step's known features
+            self.known_head = nn.Sequential(nn.Linear(summary + c.known_size, c.hidden_size), nn.ReLU(),
+                                            nn.Linear(c.hidden_size, c.step_outputs))
 
     @property
     def num_directions(self) -> int:
         return self.config.num_directions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.known_size:
+            x, known = x[:, :-c.horizon], x[:, -c.horizon:, -c.known_size:]  # (batch, H, F)
         out, state = self.rnn(x)  # out: (batch, window, hidden * num_directions)
-        if self.config.horizon is None:
+        if c.horizon is None:
             return self.head(out)  # (batch, window, output_size)
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
         # h_n: (num_layers * num_directions, batch, hidden); keep the top layer's directions,
         # so a BRNN's backward half has read the whole window, not just its last step.
         last = h_n[-self.num_directions:].transpose(0, 1).flatten(1)  # (batch, hidden * dirs)
-        return self.head(last).view(x.shape[0], self.config.horizon, self.config.output_size)
+        y = self.head(last).view(x.shape[0], c.horizon, c.step_outputs)
+        if c.known_size:
+            per_step = torch.cat([last.unsqueeze(1).expand(-1, c.horizon, -1), known], dim=2)
+            y = y + self.known_head(per_step)  # (batch, H, step_outputs)
+        return y
 
 
 def build_model(config: NetworkConfig | dict) -> SequenceRegressor:
