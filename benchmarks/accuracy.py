@@ -6,8 +6,10 @@ Each file in ../shared/data/ is trained with the command in ``CASES`` (`rnnflow 
 subprocess, against a throw-away MLflow store and Prefect home); the child runs' test RMSE/MAE
 and logged baselines are read back with ``MlflowClient``. Beside them, computed here on the
 same rows: naive (last value), seasonal naive and, with the ``bench`` extra, statsforecast's
-AutoETS and AutoARIMA fitted on the training rows and scored one step ahead on the test rows
-(the fitted model is run forward over each prefix of the series, never refitted). Flags this
+AutoETS, AutoARIMA and (for files with seasons) MSTL with the series' seasons, fitted on the
+training rows and scored one step ahead on the test rows (the fitted model is run forward over
+each prefix of the series, never refitted). Compare rnnflow with and without calendar features
+by running twice, the second time with ``--calendar auto``. Flags this
 script does not know are passed to every `rnnflow train` (e.g. ``--normalize global``), so one
 code version can be measured both ways. A file whose training fails prints why and the run
 goes on. The last line of stdout is one JSON object with the scores against issue 11's targets.
@@ -49,6 +51,8 @@ class Case:
     season_length: int | None = None  # also the season of seasonal naive, AutoETS and AutoARIMA
     features: tuple[str, ...] = ()
     layout: str = "long"
+    seasons: tuple[int, ...] = ()  # MSTL's seasons (none: no MSTL)
+    missing: str = "fail"  # rnnflow's --missing, also how this script reads the file
 
     @property
     def name(self) -> str:
@@ -70,18 +74,27 @@ class Case:
             args += ["--season-length", str(self.season_length)]
         if self.layout != "long":
             args += ["--layout", self.layout]
+        if self.missing != "fail":
+            args += ["--missing", self.missing]
         return args
 
 
 CASES = [  # monthly series: one year of inputs; yearly sunspots: two ~11-year cycles
-    Case("nottem.csv", "temp_f", "time", window=12, season_length=12),
-    Case("seatbelts.csv", "DriversKilled", "month_index", window=12, season_length=12,
+    Case("nottem.csv", "temp_f", "time", window=12, season_length=12, seasons=(12,)),
+    Case("seatbelts.csv", "DriversKilled", "month_index", window=12, season_length=12, seasons=(12,),
          features=("kms", "PetrolPrice", "law")),
-    Case("sunspots_yearly.csv", "SUNACTIVITY", "YEAR", window=22, season_length=11),
-    Case("elnino.csv", "sst", "YEAR", window=24, season_length=12, layout="wide"),
-    Case("airpassengers.csv", "passengers", "month", window=12, season_length=12),
+    Case("sunspots_yearly.csv", "SUNACTIVITY", "YEAR", window=22, season_length=11, seasons=(11,)),
+    Case("elnino.csv", "sst", "YEAR", window=24, season_length=12, seasons=(12,), layout="wide"),
+    Case("airpassengers.csv", "passengers", "month", window=12, season_length=12, seasons=(12,)),
     Case("macrodata.csv", "realgdp", "date", window=8, features=("realcons", "cpi")),
+    # a day and a year of seasons; one year of rows leaves MSTL the day only. The hour skipped
+    # by summer time is filled.
+    Case("seattle_temps_hourly.csv", "temp", "date", window=24, season_length=24, seasons=(24,),
+         missing="interpolate"),
+    Case("seattle_weather_daily.csv", "temp_max", "date", window=14, season_length=7, seasons=(7, 365),
+         features=("temp_min", "precipitation", "wind")),
 ]
+
 
 
 # -- the rows every model is scored on -------------------------------------------------------
@@ -123,25 +136,30 @@ def naive_scores(y: np.ndarray, targets: np.ndarray, season: int | None) -> dict
 
 
 def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season: int | None,
-                    chosen: dict[str, str] | None = None) -> dict[str, np.ndarray]:
-    """One-step forecasts of rows ``targets`` by AutoETS and AutoARIMA fitted on
-    ``y[:train_stop]``: row t is forecast from ``y[:t]`` with the fitted parameters
-    (``forward``: no refit). Empty without statsforecast; a model that fails gives NaNs.
-    ``chosen`` receives the form each one picked, e.g. 'ETS(M,A,M)'."""
+                    chosen: dict[str, str] | None = None, seasons: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """One-step forecasts of rows ``targets`` by AutoETS, AutoARIMA and, with ``seasons``, MSTL
+    (those seasons, AutoETS on the deseasonalised rest) fitted on ``y[:train_stop]``: row t is
+    forecast from ``y[:t]`` with the fitted parameters (``forward``: no refit). Empty without
+    statsforecast; a model that fails gives NaNs. ``chosen`` receives the form each one
+    picked, e.g. 'ETS(M,A,M)'."""
     try:
         from statsforecast.arima import arima_string
-        from statsforecast.models import AutoARIMA, AutoETS
+        from statsforecast.models import MSTL, AutoARIMA, AutoETS
     except ImportError:
         return {}
     out = {}
-    for name, model in (("AutoETS", AutoETS(season_length=season or 1)),
-                        ("AutoARIMA", AutoARIMA(season_length=season or 1))):
+    # statsforecast's ETS takes seasons up to 24 only; longer ones are MSTL's job
+    models = [("AutoETS", AutoETS(season_length=season if season and season <= 24 else 1)),
+              ("AutoARIMA", AutoARIMA(season_length=season or 1))]
+    if seasons:
+        models.append(("MSTL", MSTL(season_length=list(seasons), trend_forecaster=AutoETS(model="ZZN"))))
+    for name, model in models:
         try:
             model.fit(y[:train_stop])
             out[name] = np.array([model.forward(y=y[:t], h=1)["mean"][0] for t in targets])
             if chosen is not None:
-                chosen[name] = (model.model_["method"] if name == "AutoETS"
-                                else arima_string(model.model_).strip())
+                chosen[name] = (model.model_["method"] if name == "AutoETS" else
+                                f"seasons {list(seasons)}" if name == "MSTL" else arima_string(model.model_).strip())
         except Exception as exc:  # one model's numerical trouble must not end the benchmark
             print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             out[name] = np.full(len(targets), np.nan)
@@ -154,7 +172,7 @@ def load_series(case: Case, data_dir: Path) -> np.ndarray:
 
     cols = Columns([case.target], list(case.features), case.time_column, layout=case.layout)
     path = data_dir / case.file
-    frame, _ = prepare(read_table(path), cols, "fail", source=str(path))
+    frame, _ = prepare(read_table(path), cols, case.missing, source=str(path))
     return frame[case.target].to_numpy(np.float64)
 
 
@@ -271,7 +289,7 @@ def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> F
     res.n_test = len(targets)
     res.rows |= naive_scores(y, targets, case.season_length)
     res.rows |= {name: scores(pred, y[targets]) for name, pred
-                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms).items()}
+                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms, case.seasons).items()}
     res.chosen = (trained.chosen or min(trained.variants, key=lambda v: trained.variants[v]["test_rmse"])).upper()
     res.champion = trained.champion
     res.skill = 1 - res.rows[res.chosen]["rmse"] / logged["naive_rmse"]
@@ -286,8 +304,8 @@ def stats_beat_naive(res: FileResult) -> bool:
     return any(res.rows.get(m, {}).get("rmse", math.inf) < naive for m in ("AutoETS", "AutoARIMA"))
 
 
-def ahead_of_ets(res: FileResult) -> bool | None:
-    ets = res.rows.get("AutoETS", {}).get("rmse", math.nan)
+def ahead_of_ets(res: FileResult, model: str = "AutoETS") -> bool | None:
+    ets = res.rows.get(model, {}).get("rmse", math.nan)
     return None if math.isnan(ets) else res.rows[res.chosen]["rmse"] < ets
 
 
@@ -332,6 +350,10 @@ def summary(results: list[FileResult], extra: list[str], quick: bool) -> dict:
         "ahead_of_AutoETS": f"{ahead}/{len(with_ets)}" if with_ets or has_statsforecast()
         else "statsforecast not installed",
     }
+    for model in ("AutoARIMA", "MSTL"):  # issue 20's goals: ARIMA on four of eight, MSTL on hourly
+        judged = {r.case.name: ahead_of_ets(r, model) for r in ok if ahead_of_ets(r, model) is not None}
+        out[f"ahead_of_{model}"] = f"{sum(judged.values())}/{len(judged)}"
+        out[f"ahead_of_{model}_files"] = sorted(k for k, v in judged.items() if v)
     out["targets_met"] = {
         "skill_positive_where_stats_beat_naive": bool(with_ets) and all(r.skill > 0 for r in need)
         and len(ok) == len(results),

@@ -6,12 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rnnflow import evaluate
+from rnnflow import evaluate, training
 from rnnflow.cli import main
 from rnnflow.config import ConfigError, load_config
 from rnnflow.data import DataError
 from rnnflow.dataset import load_dataset
 from rnnflow.forecaster import Forecaster
+from rnnmodel import fit
 from tests.test_data_path import logged, trained
 
 
@@ -61,12 +62,16 @@ def with_rows_ahead(frame, promo_ahead):
     return pd.concat([frame, ahead], ignore_index=True)
 
 
-def test_a_known_promotion_lifts_the_forecast_at_its_step_and_only_there(tmp_path):
+@pytest.mark.parametrize("variant", ["rnn", "brnn"])
+def test_a_known_promotion_lifts_the_forecast_at_its_step_and_only_there(tmp_path, variant):
     frame = promotions(tmp_path / "p.csv")
     cfg = config(tmp_path / "p.csv", target=["sales"], time_column="day", window=7, horizon=3,
                  future_features=["promo"])
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 15})})
-    ds, model = trained(cfg)
+    ds = load_dataset(cfg.data, cfg.data.path)
+    model = training.build_variant(cfg, ds, variant)
+    fit(model, ds.train.sequences(), ds.val.sequences(), cfg.train)
+    assert model.config.bidirectional == (variant == "brnn") and model.config.known_size == 1
     served = Forecaster(model, ds.pre)
     for step in range(3):
         plan = [int(k == step) for k in range(3)]
