@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class Case:
     features: tuple[str, ...] = ()
     layout: str = "long"
     seasons: tuple[int, ...] = ()  # MSTL's seasons (none: no MSTL)
+    tag: str = ""  # a second training of the same file (e.g. "cal"): its own experiment and model
     missing: str = "fail"  # rnnflow's --missing, also how this script reads the file
 
     @property
@@ -62,7 +63,7 @@ class Case:
     def model_name(self) -> str:
         """Experiment and registered model name. Dashes, not underscores: rnnflow at da0242a
         names a Prefect artifact after the model, and Prefect rejects keys with '_'."""
-        return "bench-" + self.name.replace("_", "-")
+        return "bench-" + self.name.replace("_", "-") + (f"-{self.tag}" if self.tag else "")
 
     def train_args(self, data_dir: Path) -> list[str]:
         args = ["--data", str(data_dir / self.file), "--target", self.target, "--window", str(self.window)]
@@ -194,7 +195,7 @@ def train_rnnflow(case: Case, data_dir: Path, work: Path, extra: list[str]) -> N
     with rnnflow's last line of output when it exits non-zero."""
     cmd = [sys.executable, "-m", "rnnflow.cli", "train", *case.train_args(data_dir),
            "--experiment", case.model_name, "--model-name", case.model_name, *extra]
-    log = work / f"{case.name}.log"
+    log = work / f"{case.model_name}.log"
     with log.open("w") as out:
         try:
             proc = subprocess.run(cmd, cwd=work, env=hermetic_env(work), stdout=out,
@@ -240,6 +241,7 @@ class FileResult:
     case: Case
     rows: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> rmse, mae
     chosen: str | None = None
+    chosen_cal: str | None = None  # rnnflow's pick with --calendar auto
     champion: bool = False
     skill: float | None = None  # of the chosen variant against naive
     convention: str | None = None  # the split that reproduced rnnflow's logged naive
@@ -271,17 +273,28 @@ def align(y: np.ndarray, case: Case, logged: dict[str, float]) -> tuple[str | No
                   f"{'; '.join(found)}: update split_rows() to rnnflow's split")
 
 
-def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> FileResult:
+def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str], calendar: bool = False) -> FileResult:
+    """Every model on one file; with ``calendar`` rnnflow trains a second time with
+    ``--calendar auto`` (rows ``RNN+cal``, ``BRNN+cal``; its pick is ``chosen_cal``)."""
     res, start = FileResult(case), time.perf_counter()
     try:
         y = load_series(case, data_dir)
         train_rnnflow(case, data_dir, work, extra)
         trained = read_back(case, work)
+        if calendar:
+            with_cal = replace(case, tag="cal")
+            train_rnnflow(with_cal, data_dir, work, [*extra, "--calendar", "auto"])
+            trained_cal = read_back(with_cal, work)
     except (TrainingFailed, ValueError, OSError) as exc:
         res.error, res.seconds = str(exc), time.perf_counter() - start
         return res
     for variant, m in sorted(trained.variants.items(), key=lambda kv: kv[0] != "rnn"):
         res.rows[variant.upper()] = {"rmse": m["test_rmse"], "mae": m["test_mae"]}
+    if calendar:
+        for variant, m in sorted(trained_cal.variants.items(), key=lambda kv: kv[0] != "rnn"):
+            res.rows[f"{variant.upper()}+cal"] = {"rmse": m["test_rmse"], "mae": m["test_mae"]}
+        res.chosen_cal = (trained_cal.chosen or min(trained_cal.variants,
+                                                    key=lambda v: trained_cal.variants[v]["test_rmse"])).upper() + "+cal"
     logged = next(iter(trained.variants.values()))
     res.convention, line = align(y, case, logged)
     print(line, flush=True)
@@ -304,9 +317,9 @@ def stats_beat_naive(res: FileResult) -> bool:
     return any(res.rows.get(m, {}).get("rmse", math.inf) < naive for m in ("AutoETS", "AutoARIMA"))
 
 
-def ahead_of_ets(res: FileResult, model: str = "AutoETS") -> bool | None:
+def ahead_of_ets(res: FileResult, model: str = "AutoETS", pick: str | None = None) -> bool | None:
     ets = res.rows.get(model, {}).get("rmse", math.nan)
-    return None if math.isnan(ets) else res.rows[res.chosen]["rmse"] < ets
+    return None if math.isnan(ets) else res.rows[pick or res.chosen]["rmse"] < ets
 
 
 def print_table(res: FileResult) -> None:
@@ -318,7 +331,7 @@ def print_table(res: FileResult) -> None:
     naive = res.rows["naive"]["rmse"]
     print(f"   {'model':15s} {'RMSE':>10s} {'MAE':>10s} {'skill':>8s}")
     for model, m in res.rows.items():
-        mark = "  <- rnnflow's pick" if model == res.chosen else ""
+        mark = "  <- rnnflow's pick" if model in (res.chosen, res.chosen_cal) else ""
         mark = mark or (f"  {res.forms[model]}" if model in res.forms else "")
         print(f"   {model:15s} {m['rmse']:10.4g} {m['mae']:10.4g} {1 - m['rmse'] / naive:+8.3f}{mark}")
     ets = ahead_of_ets(res)
@@ -351,9 +364,16 @@ def summary(results: list[FileResult], extra: list[str], quick: bool) -> dict:
         else "statsforecast not installed",
     }
     for model in ("AutoARIMA", "MSTL"):  # issue 20's goals: ARIMA on four of eight, MSTL on hourly
-        judged = {r.case.name: ahead_of_ets(r, model) for r in ok if ahead_of_ets(r, model) is not None}
-        out[f"ahead_of_{model}"] = f"{sum(judged.values())}/{len(judged)}"
-        out[f"ahead_of_{model}_files"] = sorted(k for k, v in judged.items() if v)
+        for label, pick in (("", lambda r: r.chosen), ("_with_calendar", lambda r: r.chosen_cal)):
+            judged = {r.case.name: ahead_of_ets(r, model, pick(r)) for r in ok
+                      if pick(r) and ahead_of_ets(r, model, pick(r)) is not None}
+            if judged or not label:
+                out[f"ahead_of_{model}{label}"] = f"{sum(judged.values())}/{len(judged)}"
+                out[f"ahead_of_{model}{label}_files"] = sorted(k for k, v in judged.items() if v)
+    calendar = [r for r in ok if r.chosen_cal]
+    if calendar:  # issue 20: never more than 2 % behind the model without covariates where the calendar is empty
+        out["calendar_vs_without"] = {r.case.name: round(r.rows[r.chosen_cal]["rmse"] / r.rows[r.chosen]["rmse"] - 1, 4)
+                                      for r in calendar}
     out["targets_met"] = {
         "skill_positive_where_stats_beat_naive": bool(with_ets) and all(r.skill > 0 for r in need)
         and len(ok) == len(results),
@@ -371,6 +391,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only these files (by stem)")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder with the CSVs")
     parser.add_argument("--keep", action="store_true", help="keep the MLflow store and logs")
+    parser.add_argument("--with-calendar", action="store_true",
+                        help="train each file a second time with --calendar auto and compare")
     args, extra = parser.parse_known_args(argv)
     extra = (["--epochs", str(QUICK_EPOCHS)] if args.quick else []) + extra  # the user's flags win
     cases = [c for c in CASES if not args.files or c.name in args.files]
@@ -380,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             print(f"-- {case.name} ...", file=sys.stderr, flush=True)
             try:
-                res = evaluate_file(case, args.data_dir, work, extra)
+                res = evaluate_file(case, args.data_dir, work, extra, args.with_calendar)
             except Exception as exc:  # e.g. a metric rnnflow no longer logs: report, go on
                 res = FileResult(case, error=f"{type(exc).__name__}: {exc}")
             print_table(res)

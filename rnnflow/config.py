@@ -71,6 +71,9 @@ class DataConfig(Section):
     future_features: list[str] = Field([], description="Input columns known ahead (a promotion plan, a "
                                        "price list): scoring files hold their values for the rows past "
                                        "the end, whose targets are blank")
+    static_features: list[str] = Field([], description="Numeric columns constant within each series of "
+                                       "a panel (--id-column): a store's size, a sensor's height; an input "
+                                       "for every forecast step")
     window: int = Field(48, gt=0, description="Time steps per input window")
     horizon: int = Field(1, gt=0, description="Steps to forecast; per-step sources predict every step")
     n_series: int = Field(16, gt=0, description="Series to generate (generated sources)")
@@ -121,10 +124,15 @@ class DataConfig(Section):
             raise ValueError(f"normalize {self.normalize!r} needs a forecasting task; source "
                              f"{self.source!r} predicts every step: use global or none")
         known = set(self.target) | set(self.features)
-        if set(self.future_features) & known:
-            raise ValueError(f"future_features: {sorted(set(self.future_features) & known)[0]!r} is also a "
-                             "target or feature; name a column in one role only")
-        if (self.future_features or self.holidays or self.calendar != ["none"]) and self.source != "file":
+        for name, cols in (("future_features", self.future_features), ("static_features", self.static_features)):
+            if set(cols) & known:
+                raise ValueError(f"{name}: {sorted(set(cols) & known)[0]!r} is also a target or another "
+                                 "feature; name a column in one role only")
+            known |= set(cols)
+        if self.static_features and not self.id_column:
+            raise ValueError("static_features are constant per series of a panel: name the series with --id-column")
+        if (self.future_features or self.static_features or self.holidays or self.calendar != ["none"]) \
+                and self.source != "file":
             raise ValueError("calendar, holidays and future_features read a file's columns and time axis: "
                              "use them with --data FILE")
         if self.season_length and self.season_length > self.window:

@@ -172,3 +172,17 @@ def ahead_values(given: pd.DataFrame | None, stamps, last, axis: TimeAxis, colum
                         f"{where} (step {step + 1} ahead); give the rows ahead with the targets blank and "
                         f"{columns[col]!r} filled")
     return values
+
+
+def check_static(frame: pd.DataFrame, cols, source: str) -> None:
+    """DataError (one line) when a static column varies within a series."""
+    if not cols.static:
+        return
+    counts = frame.groupby(cols.series_id, sort=False)[cols.static].nunique()
+    varying = counts[counts.gt(1).any(axis=1)]
+    if len(varying):
+        sid = varying.index[0]
+        col = varying.columns[varying.iloc[0].gt(1).to_numpy()][0]
+        raise DataError(f"{source}: static feature {col!r} varies within series {sid!r} "
+                        f"({varying.loc[sid, col]} values); a static feature is constant per "
+                        f"{cols.series_id!r}: move it to --features or --future-features")

@@ -51,6 +51,7 @@ class Columns:
     targets_are_inputs: bool = True  # forecasting: a target's history is an input too
     layout: str = "long"
     future: list[str] = field(default_factory=list)  # inputs known ahead, for every forecast step
+    static: list[str] = field(default_factory=list)  # constant per series (panels)
 
     @property
     def inputs(self) -> list[str]:
@@ -60,12 +61,12 @@ class Columns:
     @property
     def values(self) -> list[str]:
         """Every numeric column read: inputs, then targets that are not inputs, then future ones."""
-        return list(dict.fromkeys([*self.inputs, *self.targets, *self.future]))
+        return list(dict.fromkeys([*self.inputs, *self.targets, *self.future, *self.static]))
 
     @property
     def given(self) -> list[str]:
-        """The numeric columns a scoring file must hold: inputs and future columns."""
-        return list(dict.fromkeys([*self.inputs, *self.future]))
+        """The numeric columns a scoring file must hold: inputs, future and static columns."""
+        return list(dict.fromkeys([*self.inputs, *self.future, *self.static]))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +93,8 @@ def source_table(cfg: DataConfig) -> tuple[pd.DataFrame, Columns]:
     """The raw rows of the configured source and the roles of their columns."""
     if cfg.source == "file":
         return read_table(cfg.path), Columns(list(cfg.target), list(cfg.features), cfg.time_column,
-                                             cfg.id_column, True, cfg.layout, list(cfg.future_features))
+                                             cfg.id_column, True, cfg.layout, list(cfg.future_features),
+                                             list(cfg.static_features))
     if cfg.source == "random":
         table = synthetic.random_table(cfg.length, cfg.window, cfg.n_features, cfg.n_targets,
                                        cfg.data_seed, cfg.val_fraction, cfg.test_fraction)

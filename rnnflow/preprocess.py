@@ -73,6 +73,7 @@ class Preprocessor:
     scalers: dict[str, Scaler] = field(default_factory=dict)  # per series id
     calendar: list[str] = field(default_factory=list)  # --calendar; resolved by the first `prepare`
     holidays: str | None = None  # country code of the holiday flag
+    static_scale: list[list[float]] | None = None  # mean and std of each static column across series
     # Scoring only, never stored: per series, the rows past its end (time -> future columns)
     ahead: dict[str, pd.DataFrame] | None = None
 
@@ -90,8 +91,9 @@ class Preprocessor:
     @property
     def known_columns(self) -> list[str]:
         """What is known for every forecast step, in the order the network reads it: future
-        columns (globally scaled), then calendar sin/cos pairs and the holiday flag."""
-        return [*self.columns.future, *covariates.columns(self.calendar, self.holidays)]
+        columns (globally scaled), static ones (scaled across series), then calendar sin/cos
+        pairs and the holiday flag."""
+        return [*self.columns.future, *self.columns.static, *covariates.columns(self.calendar, self.holidays)]
 
     @property
     def known_size(self) -> int:
@@ -112,6 +114,7 @@ class Preprocessor:
         calendar = covariates.resolve(self.calendar, axis, self.columns.time, first, self.holidays, source)
         if ahead is not None:
             ahead = covariates.read_ahead(ahead, self.columns, axis, source)
+        covariates.check_static(frame, self.columns, source)
         return frame, replace(self, axis=axis, calendar=calendar, ahead=ahead)
 
     def series_rows(self, frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
@@ -150,7 +153,12 @@ class Preprocessor:
             lo, hi = train[sid]
             rows = values[a + lo:a + hi]
             scalers[sid] = Scaler.identity(values.shape[1]) if self.scaling == "none" else Scaler.fit(rows)
-        return replace(self, scalers=scalers)
+        static = None
+        if self.columns.static:  # within a series a static column is constant: scale it across series
+            first = frame.groupby(self.columns.series_id, sort=False)[self.columns.static].first().to_numpy(np.float64)
+            spread = first.std(axis=0)
+            static = [first.mean(axis=0).tolist(), np.where(spread > 0, spread, 1.0).tolist()]
+        return replace(self, scalers=scalers, static_scale=static)
 
     # -- windows ----------------------------------------------------------------------------
     def windows(self, frame: pd.DataFrame, ranges: Ranges | None = None, targets: bool = True) -> Windows:
@@ -257,9 +265,13 @@ class Preprocessor:
                 values = np.concatenate([values, covariates.ahead_values(
                     self.ahead.get(sid), after, times.iloc[-1], self.axis, cols.future, where)])
             out[:len(values), :len(k)] = (values - scaler.mean[k]) / scaler.std[k]
-        if len(self.known_columns) > len(cols.future):
+        if cols.static:
+            mean, std = self.static_scale
+            first = frame[cols.static].to_numpy(np.float64)[a]
+            out[:, len(cols.future):len(cols.future) + len(cols.static)] = (first - mean) / np.asarray(std)
+        if len(self.known_columns) > len(cols.future) + len(cols.static):
             stamps = np.concatenate([times.to_numpy(), np.array(after, dtype=times.dtype)])
-            out[:, len(cols.future):] = covariates.features(stamps, self.axis, self.calendar, self.holidays)
+            out[:, len(cols.future) + len(cols.static):] = covariates.features(stamps, self.axis, self.calendar, self.holidays)
         return out
 
     def inverse(self, out: np.ndarray, w: Windows) -> np.ndarray:
@@ -296,6 +308,7 @@ class Preprocessor:
                 "stride": self.stride, "scaling": self.scaling, "missing": self.missing,
                 "sort_time": self.sort_time, "time_format": self.time_format, "freq": self.freq,
                 "season_length": self.season_length, "calendar": self.calendar, "holidays": self.holidays,
+                "static_scale": self.static_scale,
                 "axis": self.axis.to_dict() if self.axis else None,
                 "scalers": {sid: s.to_dict() for sid, s in self.scalers.items()}}
 

@@ -140,3 +140,29 @@ def test_calendar_phases_by_hand():
     assert got[1, 4] == 0
     decimal = features(np.array([1920.0, 1920.25]), TimeAxis("number", step=1 / 12), ["month"], None)
     np.testing.assert_allclose(decimal, [[0, 1], [1, 0]], atol=1e-6)
+
+
+def test_static_features_reach_every_step_and_a_varying_one_is_one_line(tmp_path, capsys, mlflow_store):
+    rng = np.random.default_rng(0)
+    parts = []
+    for k, size in enumerate([1.0, 2.0, 4.0]):
+        t = np.arange(80)
+        parts.append(pd.DataFrame({"store": f"s{k}", "week": t, "size": size,
+                                   "sales": size * (10 + np.sin(t / 3)) + rng.normal(0, 0.1, 80)}))
+    frame = pd.concat(parts, ignore_index=True)
+    frame.to_csv(tmp_path / "panel.csv", index=False)
+    cfg = config(tmp_path / "panel.csv", target=["sales"], time_column="week", id_column="store", window=6,
+                 horizon=2, static_features=["size"])
+    ds, model = trained(cfg)
+    assert model.config.known_size == 1 and ds.pre.known_columns == ["size"]
+    # scaled across series, constant along each window and its steps
+    np.testing.assert_allclose(np.unique(ds.train.x[..., -1]), (np.array([1, 2, 4]) - 7 / 3) / np.std([1, 2, 4]), rtol=1e-5)
+    table = Forecaster(model, ds.pre).predict(None, frame)
+    assert set(table["store"]) == {"s0", "s1", "s2"} and table["sales"].notna().all()
+
+    frame.loc[5, "size"] = 1.5
+    frame.to_csv(tmp_path / "varying.csv", index=False)
+    assert main(["train", "--data", str(tmp_path / "varying.csv"), "--target", "sales", "--time-column", "week",
+                 "--id-column", "store", "--window", "6", "--static-features", "size"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "static feature 'size' varies within series 's0' (2 values)" in err
