@@ -1,6 +1,8 @@
 """What is known about the future reaches the network: calendar features from the time axis,
 future columns given past the last target, and the one-line errors when they cannot be had."""
 
+import os
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -100,6 +102,12 @@ def test_served_forecast_equals_logged_and_bad_input_is_one_line(tmp_path, mlflo
     table = pyfunc.predict(with_rows_ahead(frame, [1, 0, 0]))
     test = table[table["origin"] == ds.segments[2]["__single__"][0] - 1]["sales"].to_numpy()
     np.testing.assert_allclose(test, evaluate.forecast(model, ds.test, ds.pre)[0, :, 0], rtol=1e-5)
+    # `mlflow models serve` reads the same rows ahead (blank targets arrive as JSON nulls)
+    from tests.test_team import BIN, serve_and_score
+
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    served = serve_and_score(uri, env, with_rows_ahead(frame, [1, 0, 0]).tail(30), tmp_path)
+    np.testing.assert_allclose(served, pyfunc.predict(with_rows_ahead(frame, [1, 0, 0]).tail(30))["sales"], rtol=1e-5)
 
     scoring = with_rows_ahead(frame, [1, None, 0])
     scoring.to_csv(tmp_path / "ahead.csv", index=False)
