@@ -187,7 +187,9 @@ def hermetic_env(work: Path) -> dict[str, str]:
     """A throw-away MLflow store, artifact root and Prefect home, quiet and offline."""
     from rnnflow.settings import throwaway_env
 
-    return {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    # a loaded machine may need a longer start of the temporary Prefect server: the caller's wins
+    keep = {k: os.environ[k] for k in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",) if k in os.environ}
+    return {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING", **keep}
 
 
 def train_rnnflow(case: Case, data_dir: Path, work: Path, extra: list[str]) -> None:
