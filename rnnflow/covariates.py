@@ -152,9 +152,10 @@ def read_ahead(ahead: pd.DataFrame, cols, axis: TimeAxis | None, source: str) ->
 
 
 def ahead_values(given: pd.DataFrame | None, stamps, last, axis: TimeAxis, columns: list[str],
-                 where: str, source: str = "input") -> np.ndarray:
-    """(H, len(columns)) future values for the H time ``stamps`` after ``last``; DataError
-    naming the column and the first time whose value is missing."""
+                 where: str, source: str = "input") -> tuple[np.ndarray, str | None]:
+    """(H, len(columns)) future values for the H time ``stamps`` after ``last`` (NaN where
+    missing) and, when one is missing, the line naming the column and the first such time
+    (raised only if a window needs it: scoring a holdout reads no step past the end)."""
     from rnnflow.data import show
 
     if given is None:
@@ -166,12 +167,12 @@ def ahead_values(given: pd.DataFrame | None, stamps, last, axis: TimeAxis, colum
     else:
         table = given.groupby(level=0).last().reindex(pd.DatetimeIndex(stamps))
     values = table[columns].to_numpy(np.float64)
-    if np.isnan(values).any():
-        step, col = np.argwhere(np.isnan(values))[np.lexsort(np.argwhere(np.isnan(values)).T[::-1])][0]
-        raise DataError(f"{source}: future column {columns[col]!r} has no value for {show(stamps[step])}"
-                        f"{where} (step {step + 1} ahead); give the rows ahead with the targets blank and "
-                        f"{columns[col]!r} filled")
-    return values
+    if not np.isnan(values).any():
+        return values, None
+    step, col = np.argwhere(np.isnan(values))[0]  # row-major: the earliest step first
+    return values, (f"{source}: future column {columns[col]!r} has no value for {show(stamps[step])}"
+                    f"{where} (step {step + 1} ahead); give the rows ahead with the targets blank and "
+                    f"{columns[col]!r} filled")
 
 
 def check_static(frame: pd.DataFrame, cols, source: str) -> None:

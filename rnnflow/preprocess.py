@@ -236,34 +236,37 @@ class Preprocessor:
         """x (n, W, C) -> (n, W + H, C + F): the known values beside each window row, then one
         row per forecast step holding only them (its past-only inputs are zero)."""
         a, b = span
-        known = self._known_rows(frame, a, b, sid)  # (rows + H, F)
+        known, missing = self._known_rows(frame, a, b, sid)  # (rows + H, F)
         window, h = self.window, self.horizon
         past = known[starts[:, None] + np.arange(window)]  # (n, W, F)
         ahead = known[starts[:, None] + window + np.arange(h)]  # (n, H, F)
         if np.isnan(ahead).any():  # only scoring reaches past the last row
             col = self.known_columns[int(np.flatnonzero(np.isnan(ahead).any(axis=(0, 1)))[0])]
-            raise DataError(f"future column {col!r} has no values after the last row"
+            raise DataError(missing or f"future column {col!r} has no values after the last row"
                             f"{f' of series {sid!r}' if sid != SINGLE else ''}; add the {h} rows ahead "
                             "with the targets blank and this column filled")
         zeros = np.zeros((len(starts), h, x.shape[-1]), x.dtype)
         return np.concatenate([np.concatenate([x, past], axis=2),
                                np.concatenate([zeros, ahead], axis=2)], axis=1).astype(np.float32)
 
-    def _known_rows(self, frame: pd.DataFrame, a: int, b: int, sid: str) -> np.ndarray:
+    def _known_rows(self, frame: pd.DataFrame, a: int, b: int, sid: str) -> tuple[np.ndarray, str | None]:
         """(b - a + H, F): the known columns of a series' rows and of the H steps after its
-        last one (future columns from the rows ahead given for scoring, else NaN)."""
+        last one (future columns from the rows ahead given for scoring, else NaN), and the
+        line that names the first missing future value, if any."""
         h, cols = self.horizon, self.columns
         out = np.full((b - a + h, len(self.known_columns)), np.nan)
         times = frame[cols.time].iloc[a:b] if cols.time else None
         after = [times.iloc[-1] + self.axis.offset(k) for k in range(1, h + 1)] if cols.time else []
+        missing = None
         if cols.future:
             scaler = self.scalers[sid]
             k = [cols.values.index(c) for c in cols.future]
             values = frame[cols.future].to_numpy(np.float64)[a:b]
             if self.ahead is not None:  # scoring a file with rows ahead: every step needs them
                 where = f" in series {sid!r}" if sid != SINGLE else ""
-                values = np.concatenate([values, covariates.ahead_values(
-                    self.ahead.get(sid), after, times.iloc[-1], self.axis, cols.future, where)])
+                given, missing = covariates.ahead_values(self.ahead.get(sid), after, times.iloc[-1], self.axis,
+                                                         cols.future, where)
+                values = np.concatenate([values, given])
             out[:len(values), :len(k)] = (values - scaler.mean[k]) / scaler.std[k]
         if cols.static:
             mean, std = self.static_scale
@@ -272,7 +275,7 @@ class Preprocessor:
         if len(self.known_columns) > len(cols.future) + len(cols.static):
             stamps = np.concatenate([times.to_numpy(), np.array(after, dtype=times.dtype)])
             out[:, len(cols.future) + len(cols.static):] = covariates.features(stamps, self.axis, self.calendar, self.holidays)
-        return out
+        return out, missing
 
     def inverse(self, out: np.ndarray, w: Windows) -> np.ndarray:
         """Network outputs (n, S, T), normalised, -> forecasts in the data's units."""

@@ -75,6 +75,8 @@ def test_a_known_promotion_lifts_the_forecast_at_its_step_and_only_there(tmp_pat
     fit(model, ds.train.sequences(), ds.val.sequences(), cfg.train)
     assert model.config.bidirectional == (variant == "brnn") and model.config.known_size == 1
     served = Forecaster(model, ds.pre)
+    rows, pre = served.pre.prepare(frame, scoring=True)  # a holdout: targets known, no row ahead needed
+    np.testing.assert_array_equal(pre.windows(rows, ds.segments[2]).x, ds.test.x)
     for step in range(3):
         plan = [int(k == step) for k in range(3)]
         table = served.predict(None, with_rows_ahead(frame, plan))
