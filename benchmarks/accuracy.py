@@ -185,7 +185,7 @@ class TrainingFailed(RuntimeError):
 
 def hermetic_env(work: Path) -> dict[str, str]:
     """A throw-away MLflow store, artifact root and Prefect home, quiet and offline."""
-    from rnnflow.settings import throwaway_env
+    from rnnflow.ops.settings import throwaway_env
 
     # a loaded machine may need a longer start of the temporary Prefect server: the caller's wins
     keep = {k: os.environ[k] for k in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",) if k in os.environ}

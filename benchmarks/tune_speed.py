@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnnflow.settings import throwaway_env  # noqa: E402  (imports nothing heavy)
+from rnnflow.ops.settings import throwaway_env  # noqa: E402  (imports nothing heavy)
 
 WORK = Path(tempfile.mkdtemp(prefix="rnnflow-tune-bench-"))
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)

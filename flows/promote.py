@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import math
 
-import mlflow
 from prefect import flow, get_run_logger, runtime
 from prefect.transactions import transaction
 
-from rnnflow import locks, registry, tracking
-from rnnflow.holdout import challenger_holdout
+from rnnflow import tracking
 from tasks.promote import move_champion, publish_decision, score_version
 
 
 @flow(name="promote")
 def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                  metric: str = "rmse", min_skill: float = 0.0, version: str | None = None,
-                 force: bool = False) -> registry.Decision:
+                 force: bool = False) -> tracking.Decision:
     """Score the champion and challenger ``version`` on the challenger's holdout (their error
     relative to the naive forecast's, mean over targets); promote only a challenger that beats
     the naive baselines by ``min_skill`` and the champion by ``min_improvement`` (or
@@ -29,16 +27,16 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
     """
     client = tracking.client()
     if force:
-        registry.require_version(client, model_name, str(version))
+        tracking.require_version(client, model_name, str(version))
         holdout = None
     else:
-        version, holdout = challenger_holdout(model_name, version)
+        version, holdout = tracking.challenger_holdout(model_name, version)
     log = get_run_logger()
-    with locks.promotion_lock(client, mlflow.get_tracking_uri(), model_name):
-        champion = registry.alias_version(client, model_name, registry.CHAMPION)
+    with tracking.promotion_lock(client, tracking.tracking_uri(), model_name):
+        champion = tracking.alias_version(client, model_name, tracking.CHAMPION)
         if champion == str(version):
             log.info("%s v%s already is the champion", model_name, version)
-            return registry.Decision(False, f"v{version} already is the champion", None,
+            return tracking.Decision(False, f"v{version} already is the champion", None,
                                      math.nan, None, min_improvement, unchanged=True)
         decision = (_forced(version, min_improvement) if force
                     else _judge(model_name, version, champion, holdout, metric, min_improvement, min_skill))
@@ -47,8 +45,8 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
                   "prefect_flow_run_id": str(runtime.flow_run.id)}
         with transaction() as txn:
             txn.set("name", model_name)
-            txn.set("aliases_before", registry.snapshot_aliases(client, model_name))
-            txn.set("tags_before", registry.promotion_tags(client, model_name, [version, champion]))
+            txn.set("aliases_before", tracking.snapshot_aliases(client, model_name))
+            txn.set("tags_before", tracking.promotion_tags(client, model_name, [version, champion]))
             move_champion(model_name, version, decision, record)
             publish_decision(model_name, version, champion, decision, record)
     log.info("%s v%s: %s (%s)", model_name, version,
@@ -57,7 +55,7 @@ def promote_flow(model_name: str = "rnnflow", min_improvement: float = 0.0,
 
 
 def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
-           min_improvement: float, min_skill: float) -> registry.Decision:
+           min_improvement: float, min_skill: float) -> tracking.Decision:
     """The gate on both scores and the challenger's skill over the naive baselines; a
     challenger that cannot be loaded fails the flow, a champion that cannot be loaded or
     cannot answer the challenger's holdout loses (the reason says why)."""
@@ -76,14 +74,14 @@ def _judge(name: str, version: str, champion: str | None, holdout, metric: str,
             error = incumbent.unavailable
         else:  # it loads but cannot answer this holdout (other columns, other task)
             error = str(state.message or "it cannot be scored on this holdout").splitlines()[0][:200]
-    return registry.decide(incumbent.metrics[key] if incumbent and incumbent.metrics else None,
+    return tracking.decide(incumbent.metrics[key] if incumbent and incumbent.metrics else None,
                            challenger.metrics[key], min_improvement, skills, min_skill, error)
 
 
-def decision_skills(decision: registry.Decision) -> dict[str, float]:
+def decision_skills(decision: tracking.Decision) -> dict[str, float]:
     return {f"skill_{b}": v for b, v in (decision.skills or {}).items()}
 
 
-def _forced(version: str, min_improvement: float) -> registry.Decision:
-    return registry.Decision(True, f"forced by an operator (rnnflow promote --force {version})",
+def _forced(version: str, min_improvement: float) -> tracking.Decision:
+    return tracking.Decision(True, f"forced by an operator (rnnflow promote --force {version})",
                              None, math.nan, None, min_improvement)

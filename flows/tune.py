@@ -18,8 +18,8 @@ from flows.promote import promote_flow
 from rnnflow import tracking, trials, tune
 from rnnflow.config import PipelineConfig, TuneConfig
 from rnnflow.holdout import Holdout
-from rnnflow.registry import Decision, config_hash, git_commit, snapshot_aliases
-from rnnmodel import resolve_device
+from rnnflow.summary import config_hash, git_commit
+from rnnflow.tracking import Decision
 from tasks.data import prepare_data
 from tasks.registry import register_model
 from rnnflow.training import VariantResult
@@ -49,8 +49,7 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
     """Run ``config.tune.trials`` trials of the study, pick the best on validation loss,
     retrain it in its own run, register it as challenger and gate it against the champion."""
     cfg = config
-    resolve_device(cfg.train.device)
-    tune.preflight(cfg)  # a bad storage or scheduler fails here, before any run exists
+    tune.preflight(cfg)  # a bad device, storage or scheduler fails here, before any run exists
     tracking.cancelled.clear()
     name = cfg.tune.study or f"{_data_label(cfg)}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = tune.open_study(cfg, name)
@@ -79,7 +78,7 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
         summary.decision = promote_flow(cfg.tracking.model_name, cfg.tracking.min_improvement,
                                         cfg.tracking.metric, cfg.tracking.min_skill,
                                         version=summary.version)
-        aliases = snapshot_aliases(tracking.client(), cfg.tracking.model_name)
+        aliases = tracking.snapshot_aliases(tracking.client(), cfg.tracking.model_name)
         summary.aliases = sorted(a for a, v in aliases.items() if v == summary.version)
     return summary
 
@@ -88,10 +87,9 @@ def _run_trials(study, cfg: PipelineConfig, parent_id: str, tags: dict[str, str]
     """Keep every worker busy with one trial until ``cfg.tune.trials`` have ended."""
     import dask
     import distributed
-    import mlflow
 
     dists, logger = tune.distributions(cfg.tune.space), get_run_logger()
-    storage, uri = cfg.tune.storage or tune.default_storage(), mlflow.get_tracking_uri()
+    storage, uri = cfg.tune.storage or tune.default_storage(), tracking.tracking_uri()
     counts, running = Counter(), {}  # Dask future -> (Prefect future, open trial)
     # A worker that dies fails its trial instead of the scheduler running it again elsewhere.
     with _shared_api(), dask.config.set({"distributed.scheduler.allowed-failures": 0}), \

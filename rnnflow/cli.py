@@ -13,8 +13,8 @@ import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, PipelineConfig, load_config
-from rnnflow.services import failure_line, preflight
-from rnnflow.settings import apply_defaults
+from rnnflow.ops.services import failure_line, preflight
+from rnnflow.ops.settings import apply_defaults
 
 # Exit codes, the same for every command; each failure is ONE line on stderr.
 #   0  done
@@ -26,7 +26,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BEFORE_WORK = 0, 1, 2
 
 
 def _before_work_errors() -> tuple[type[Exception], ...]:
-    from rnnflow.services import ServiceUnavailable
+    from rnnflow.ops.services import ServiceUnavailable
 
     return ConfigError, ServiceUnavailable
 
@@ -37,7 +37,7 @@ class WorkFailed(Exception):
 
 def run_work(fn, *args, **kwargs):
     """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
-    from rnnflow import guard
+    from rnnflow.ops import guard
 
     guard.install()  # a temporary Prefect server dies with this process, even on SIGKILL
     try:
@@ -175,21 +175,20 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     from flows.promote import promote_flow
-    from rnnflow.holdout import challenger_holdout
-    from rnnflow import registry, tracking
+    from rnnflow import tracking
 
     cfg = config_from_args(args).tracking
     preflight(prefect=not args.rollback)  # a rollback moves aliases only: no flow run
     version = args.force or args.version
     try:
         if args.rollback:
-            version = registry.rollback(tracking.client(), cfg.model_name)
+            version = tracking.rollback(tracking.client(), cfg.model_name)
             print(f"rnnflow promote: {cfg.model_name} champion is version {version} again")
             return EXIT_OK
         if args.force:
-            registry.require_version(tracking.client(), cfg.model_name, args.force)
+            tracking.require_version(tracking.client(), cfg.model_name, args.force)
         else:  # nothing to compare: fail before a flow run starts
-            version = challenger_holdout(cfg.model_name, version)[0]
+            version = tracking.challenger_holdout(cfg.model_name, version)[0]
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     decision = run_work(promote_flow, cfg.model_name, cfg.min_improvement, cfg.metric, cfg.min_skill,
@@ -204,7 +203,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     preflight(prefect=args.prefect)
     if args.prefect:
-        from rnnflow import guard
+        from rnnflow.ops import guard
 
         guard.install()
     result = tracking.sweep_runs(crash_flow_runs=args.prefect)
@@ -220,7 +219,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from rnnflow.serve import serve
+    from rnnflow.ops.serve import serve
 
     overrides = None
     if args.config:
@@ -235,7 +234,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _team(args: argparse.Namespace) -> int:
-    from rnnflow.team import TeamError, main as team_main
+    from rnnflow.ops.team import TeamError, main as team_main
 
     try:
         if args.action == "add-user":

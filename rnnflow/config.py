@@ -206,21 +206,6 @@ class TrainConfig(Section):
         return self
 
 
-def check_model_name(name: str) -> str:
-    """MLflow's own rule for registered model names, applied before any run starts."""
-    try:
-        from mlflow.utils.validation import _validate_model_name
-    except ImportError:  # the private helper moved: MLflow checks again at registration
-        return name
-    from mlflow.exceptions import MlflowException
-
-    try:
-        _validate_model_name(name)
-    except MlflowException as exc:
-        raise ValueError(f"{exc.message} (MLflow refuses this registered model name)") from None
-    return name
-
-
 class TrackingConfig(Section):
     experiment: str = Field("rnnflow", min_length=1, description="MLflow experiment name")
     model_name: str = Field("rnnflow", min_length=1, description="Registered model name")
@@ -233,6 +218,10 @@ class TrackingConfig(Section):
     @field_validator("model_name")
     @classmethod
     def _mlflow_accepts_name(cls, name: str) -> str:
+        # MLflow's own rule, applied before any run starts (imported here: the tracking
+        # package imports this module's neighbours, and only it may import MLflow).
+        from rnnflow.tracking.registry import check_model_name
+
         return check_model_name(name)
     min_improvement: float = Field(0.0, ge=0, lt=1, description="Share by which a challenger must beat "
                                    "the champion's error on the same holdout to be promoted")

@@ -5,40 +5,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 
 from rnnflow.data import DataError, columns_phrase, read_table
+from rnnflow.tracking.models import load_model
 
 WRITERS = {".csv": lambda df, p: df.to_csv(p, index=False),
            ".parquet": lambda df, p: df.to_parquet(p, index=False)}
 
 
-def load_model(model_uri: str) -> mlflow.pyfunc.PyFuncModel:
-    """The pyfunc at ``model_uri``; a DataError naming the registered models when it does not resolve."""
-    try:
-        return mlflow.pyfunc.load_model(model_uri)
-    except (MlflowException, OSError) as exc:
-        from rnnflow.registry import missing_artifacts
-
-        gone = missing_artifacts(model_uri)
-        if gone:  # e.g. the tracking folder was moved: say where the files should be
-            raise DataError(f"model {model_uri}: its artifact location {gone} does not exist (was the "
-                            "tracking folder moved or deleted? put it back, or retrain)") from None
-        try:
-            names = [m.name for m in mlflow.MlflowClient().search_registered_models()]
-        except MlflowException:
-            names = []
-        raise DataError(f"model URI {model_uri} does not load ({str(exc).splitlines()[0][:160]}); "
-                        f"registered models: {', '.join(names) or 'none'}") from None
-
-
 def check_scoring_inputs(model_uri: str, data: str | Path, out: str | Path
-                         ) -> tuple[pd.DataFrame, mlflow.pyfunc.PyFuncModel]:
+                         ) -> tuple[pd.DataFrame, object]:
     """Everything scoring needs, checked before any work: the output type, the model, the
     file, its columns, and that the model can cut at least one window from it. Returns the
-    model's columns of the file and the loaded model."""
+    model's columns of the file and the loaded pyfunc model."""
     if Path(out).suffix.lower() not in WRITERS:
         raise DataError(f"{out}: write predictions to one of {sorted(WRITERS)}")
     model = load_model(model_uri)

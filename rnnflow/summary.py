@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from rnnflow import registry
 from rnnflow.config import DIRECTIONS, PipelineConfig
 from rnnflow.dataset import Dataset
+from rnnflow.tracking.registry import Decision
 from rnnflow.training import VariantResult
 
 
@@ -18,7 +21,7 @@ class TrainSummary:
     source: str
     model_name: str | None = None
     version: str | None = None
-    decision: registry.Decision | None = None
+    decision: Decision | None = None
     aliases: list[str] = field(default_factory=list)  # of the new version, after promotion
 
 
@@ -30,8 +33,8 @@ def lineage(cfg: PipelineConfig, best: VariantResult, parent_id: str, ds: Datase
             tags: dict[str, str]) -> dict[str, object]:
     """Version tags that say where a model came from."""
     return {**tags, "parent_run_id": parent_id, "variant": best.variant,
-            "holdout_digest": ds.holdout.digest, "git_commit": registry.git_commit(),
-            "config_hash": registry.config_hash(cfg), "data": ds.source, "normalize": ds.pre.scaling,
+            "holdout_digest": ds.holdout.digest, "git_commit": git_commit(),
+            "config_hash": config_hash(cfg), "data": ds.source, "normalize": ds.pre.scaling,
             f"val_rel_{cfg.tracking.metric}": best.val.get(f"rel_{cfg.tracking.metric}"),
             f"test_{cfg.tracking.metric}": best.metrics[cfg.tracking.metric],
             "test_skill_naive": best.metrics["skill_naive"]}
@@ -87,3 +90,21 @@ def format_tune_summary(s, cfg: PipelineConfig) -> str:  # s: flows.tune.TuneSum
                      + (f" ({s.decision.reason})" if s.decision else ""))
     lines.append("  open the MLflow UI: make ui  (then http://127.0.0.1:5000)")
     return "\n".join(lines)
+
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """The commit of the code that trained the model ('unknown' outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def config_hash(cfg) -> str:
+    """A short, stable fingerprint of every parameter of a run."""
+    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnflow import evaluate, plots, registry, tracking
+from rnnflow import evaluate, plots, tracking
 from rnnflow.config import DIRECTIONS, PipelineConfig, Variant
 from rnnflow.dataset import Dataset
 from rnnflow.forecaster import input_example, save_checkpoint, signature
@@ -152,5 +152,5 @@ def threads_per_variant(cfg: PipelineConfig) -> PipelineConfig:
 
 def aliases_of(name: str, version: str) -> list[str]:
     """The aliases that point at ``version`` of ``name`` now."""
-    aliases = registry.snapshot_aliases(tracking.client(), name)
+    aliases = tracking.snapshot_aliases(tracking.client(), name)
     return sorted(a for a, v in aliases.items() if v == str(version))

@@ -123,6 +123,9 @@ def check_scheduler(address: str, timeout: float = 5) -> None:
 
 def preflight(cfg: PipelineConfig) -> None:
     """Everything a study needs that the config cannot check: ValueError before any run."""
+    from rnnmodel import resolve_device
+
+    resolve_device(cfg.train.device)  # the device exists
     if not cfg.data.val_fraction:
         raise ValueError("data.val_fraction: trials are selected on the validation split; it must be > 0")
     open_storage(cfg.tune.storage or default_storage())

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import mlflow.pyfunc
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from slugify import slugify
 
-from rnnflow import registry, tracking
+from rnnflow import tracking
 from rnnflow.holdout import Holdout, score
 
 
@@ -27,9 +26,9 @@ def score_version(name: str, version: str, holdout: Holdout) -> Score:
     for the gate."""
     uri = f"models:/{name}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        model = tracking.load_pyfunc(uri)
     except Exception as exc:
-        gone = registry.missing_artifacts(uri)
+        gone = tracking.missing_artifacts(uri)
         why = f"its artifact location {gone} does not exist" if gone else str(exc).splitlines()[0][:200]
         return Score(None, f"{name} v{version} cannot be loaded: {why}")
     try:
@@ -40,17 +39,17 @@ def score_version(name: str, version: str, holdout: Holdout) -> Score:
 
 
 @task(cache_policy=NO_CACHE)
-def move_champion(name: str, version: str, decision: registry.Decision, record: dict) -> None:
+def move_champion(name: str, version: str, decision: tracking.Decision, record: dict) -> None:
     """Record the decision on the versions and, if it promotes, move champion atomically."""
-    registry.apply_promotion(tracking.client(), name, version, decision, record)
+    tracking.apply_promotion(tracking.client(), name, version, decision, record)
 
 
 @move_champion.on_rollback
 def _restore_aliases(txn) -> None:
     """A later step of the transaction failed: put every alias and decision tag back."""
     client = tracking.client()
-    registry.restore_aliases(client, txn.get("name"), txn.get("aliases_before"))
-    registry.restore_promotion_tags(client, txn.get("name"), txn.get("tags_before"))
+    tracking.restore_aliases(client, txn.get("name"), txn.get("aliases_before"))
+    tracking.restore_promotion_tags(client, txn.get("name"), txn.get("tags_before"))
 
 
 def artifact_key(name: str) -> str:
@@ -61,7 +60,7 @@ def artifact_key(name: str) -> str:
 
 @task(cache_policy=NO_CACHE)
 def publish_decision(name: str, version: str, champion: str | None,
-                     decision: registry.Decision, record: dict) -> None:
+                     decision: tracking.Decision, record: dict) -> None:
     """A Prefect artifact that says who won and why."""
     verdict = "promoted to champion" if decision.promote else "kept as challenger"
     rows = [("challenger", f"v{version}", decision.challenger_score),

@@ -11,7 +11,6 @@ from rnnflow import evaluate, tracking, training
 from rnnflow.config import PipelineConfig, Variant
 from rnnflow.dataset import Dataset
 from rnnflow.evaluate import Fold
-from rnnflow.holdout import log_holdout
 from rnnflow.training import VariantResult
 from rnnmodel import EpochStats, fit, resolve_device
 
@@ -51,7 +50,7 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
             training.log_backtest(run_id, evaluate.backtest(
                 folds, cfg.train, lambda: training.build_variant(cfg, ds, variant), device))
         training.log_variant_plots(run_id, name, history, forecast, ds.test.actual, ds.pre.horizon is None)
-        log_holdout(run_id, ds.holdout)
+        tracking.log_holdout(run_id, ds.holdout)
         model_uri = training.log_model(run_id, model, ds)
         get_run_logger().info("%s: val rmse %.4g, test rmse %.4g (naive %.4g) after %d epochs (%.1f s)", name,
                               val.get("rmse", float("nan")), test["rmse"], test["naive_rmse"],

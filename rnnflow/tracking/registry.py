@@ -1,21 +1,33 @@
-"""Gate and move the ``champion`` alias of a registered model; shared by flows and the CLI.
+"""The model registry: register, aliases, the promotion gate, rollback, the promotion lock,
+MLflow's rule for model names; shared by flows and the CLI.
 
 Plain functions over an ``MlflowClient`` passed in, so a flow, a CLI command and a test use
 the same code against whatever store that client points at. Aliases and tags only: registry
 stages are deprecated. Scores are lower-is-better (rmse).
+
+Promotions of one model are serialised across processes. On a SQLite store by a file lock
+beside the database (`backend.file_lock`). On a server store (``http://``, ``postgresql://``
+...) there is no file to share, and MLflow has no compare-and-set on tags; a registered model's
+name is unique in every MLflow backend, so creating the model ``<name>.promotion-lock``
+succeeds for exactly one caller: that is the lock, deleting it releases it. Its owner tags
+(host, pid, start time, heartbeat from `liveness`) let a waiter break a lock whose owner is gone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import subprocess
-from pathlib import Path
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
+from rnnflow.tracking import liveness
+from rnnflow.tracking.backend import LockTimeout, file_lock, sqlite_path, store_lock_path, wait_seconds
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous-champion"
 TAG = "promotion."  # prefix of every tag this module writes on a model version
@@ -215,41 +227,79 @@ def require_version(client: MlflowClient, name: str, version: str) -> None:
         raise ValueError(f"registered model {name!r} has no version {version!r}") from None
 
 
-def missing_artifacts(model_uri: str) -> str | None:
-    """The local folder that should hold the files of ``model_uri`` (``models:/``, ``runs:/``
-    or a storage URI) when it does not exist, e.g. after the tracking folder was moved."""
-    from mlflow.store.artifact.models_artifact_repo import ModelsArtifactRepository
-    from mlflow.store.artifact.runs_artifact_repo import RunsArtifactRepository
-
-    from rnnflow.services import artifact_location_gone
-
-    try:
-        if model_uri.startswith("models:/"):
-            model_uri = ModelsArtifactRepository.get_underlying_uri(model_uri)
-        if model_uri.startswith("runs:/"):
-            model_uri = RunsArtifactRepository.get_underlying_uri(model_uri)
-    except Exception:
-        return None  # the URI does not resolve: the caller's own error says so
-    return artifact_location_gone(model_uri)
-
-
 def _listing(aliases: Mapping[str, str]) -> str:
     return ", ".join(f"{a}=v{v}" for a, v in sorted(aliases.items())) or "none"
 
 
-_REPO = Path(__file__).resolve().parent.parent
+def register(model_uri: str, name: str, tags: Mapping[str, object]) -> str:
+    """Register ``model_uri`` as a new version of ``name``; returns the version."""
+    mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in tags.items()})
+    return str(mv.version)
 
 
-def git_commit() -> str:
-    """The commit of the code that trained the model ('unknown' outside a git checkout)."""
+def set_alias(name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def check_model_name(name: str) -> str:
+    """MLflow's own rule for registered model names, applied before any run starts."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "unknown"
+        from mlflow.utils.validation import _validate_model_name
+    except ImportError:  # the private helper moved: MLflow checks again at registration
+        return name
+
+    try:
+        _validate_model_name(name)
+    except MlflowException as exc:
+        raise ValueError(f"{exc.message} (MLflow refuses this registered model name)") from None
+    return name
 
 
-def config_hash(cfg) -> str:
-    """A short, stable fingerprint of every parameter of a run."""
-    return hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:12]
+@contextmanager
+def promotion_lock(client, tracking_uri: str, name: str, timeout: float | None = None) -> Iterator[None]:
+    """Serialise promotions of model ``name`` across processes (see the module docstring)."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]  # any model name, a safe file name
+        with file_lock(store_lock_path(db, f"promote-{digest}"), f"promoting {name!r}", timeout):
+            yield
+        return
+    with _registry_lock(client, f"{name}.promotion-lock", timeout):
+        yield
+
+
+@contextmanager
+def _registry_lock(client, lock_name: str, timeout: float | None) -> Iterator[None]:
+    timeout = wait_seconds() if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.create_registered_model(lock_name, tags=liveness.owner_tags(),
+                                           description="rnnflow promotion lock; deleted when released")
+            break
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        _break_if_stale(client, lock_name)
+        if time.monotonic() > deadline:
+            raise LockTimeout(f"another promotion has held the registry lock {lock_name!r} for more "
+                              f"than {timeout:.0f} s (RNNFLOW_LOCK_TIMEOUT_SECONDS)")
+        time.sleep(0.5)
+    try:
+        yield
+    finally:
+        client.delete_registered_model(lock_name)
+
+
+def _break_if_stale(client, lock_name: str) -> None:
+    """Delete a lock whose owner is gone (a promotion killed mid-way)."""
+    try:
+        tags = client.get_registered_model(lock_name).tags
+    except MlflowException:
+        return  # released meanwhile
+    # A lock is held for seconds: an hour-old heartbeat means its owner is gone.
+    if liveness.owner_gone(tags, stale_after=max(liveness.stale_seconds(), 3600)):
+        try:
+            client.delete_registered_model(lock_name)
+        except MlflowException:
+            pass  # someone else broke it first

@@ -7,7 +7,7 @@ import math
 import pytest
 from mlflow import MlflowClient
 
-from rnnflow.registry import (
+from rnnflow.tracking.registry import (
     CHALLENGER, CHAMPION, PREVIOUS, TAG, Decision, apply_promotion, challenger_version, decide,
     restore_aliases, rollback, snapshot_aliases,
 )

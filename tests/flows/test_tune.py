@@ -289,7 +289,7 @@ def test_ctrl_c_kills_every_run_and_leaves_the_study_resumable(tmp_path, mlflow_
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         wait_for_a_trial_midway("int")
-        proc.send_signal(signal.SIGINT)  # as tests/test_signals.py: the parent process only
+        proc.send_signal(signal.SIGINT)  # as tests/flows/test_signals.py: the parent process only
         assert proc.wait(120) != 0
     finally:
         proc.kill()

@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from rnnflow import runs
-from rnnflow.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
+from rnnflow.tracking import liveness
+from rnnflow.tracking.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +189,7 @@ def test_sigkill_mid_training_leaves_nothing_running(tmp_path, prefect_home, pre
     for run in killed:
         swept = cli.client.get_run(run.info.run_id)
         assert swept.info.status == "KILLED" and swept.info.end_time
-        assert f"process {proc.pid} on" in swept.data.tags[runs.SWEPT]
+        assert f"process {proc.pid} on" in swept.data.tags[liveness.SWEPT]
     assert flow_run_state(prefect_api, flow_run) == "CRASHED"
     code, out, _ = cli.main(capsys, monkeypatch, "runs", "sweep", "--no-prefect")
     assert code == 0 and "no run is left RUNNING" in out

@@ -69,7 +69,7 @@ def test_figures_save_as_png():
 def test_importing_plots_leaves_pyplot_out():
     # pyplot would bring a process-wide figure registry and a GUI backend into flow workers.
     code = "import sys, rnnflow.plots; assert 'matplotlib.pyplot' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
 def test_logged_figure_lands_in_the_runs_artifacts(tmp_path):

@@ -235,26 +235,6 @@ def test_a_panel_trains_one_model_with_windows_inside_each_series(tmp_path):
         served.predict(None, unseen)
 
 
-def test_layers_import_in_one_direction():
-    """rnnmodel knows nothing above it; library modules import no tasks or flows; tasks no flows."""
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    forbidden = {"rnnmodel": ("rnnflow", "tasks", "flows", "prefect", "mlflow", "pandas"),
-                 "rnnflow": ("tasks", "flows"), "tasks": ("flows",)}
-    allowed = {"rnnflow/cli.py", "rnnflow/serve.py"}  # the front door starts flows
-    for layer, banned in forbidden.items():
-        for path in (root / layer).glob("*.py"):
-            if f"{layer}/{path.name}" in allowed:
-                continue
-            for node in ast.walk(ast.parse(path.read_text())):
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-                for name in names:
-                    assert name.split(".")[0] not in banned, f"{layer}/{path.name} imports {name}"
-
-
 def test_every_help_text_renders(capsys):
     """A '%' in a config description (e.g. --time-format's %d/%m/%Y) broke argparse's help."""
     with pytest.raises(SystemExit) as done:

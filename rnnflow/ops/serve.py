@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-PREFECT_YAML = Path(__file__).resolve().parent.parent / "prefect.yaml"
+PREFECT_YAML = Path(__file__).resolve().parents[2] / "prefect.yaml"
 
 
 def load_deployments(path: Path = PREFECT_YAML) -> list[dict]:
@@ -49,7 +49,7 @@ def local_server(port: int, timeout: float = 90):
     # the server must outlive the runner's shutdown, which pauses the deployments through it.
     proc = subprocess.Popen([str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-    from rnnflow.guard import watch
+    from rnnflow.ops.guard import watch
 
     watch(proc.pid)  # the server goes when this process goes, even on SIGKILL
     try:

@@ -27,10 +27,11 @@ import pandas as pd
 import pytest
 import requests
 
-from rnnflow.team import Stack, alive, descendants, free_port, stop_group
-from rnnflow.team_services import prefect_auth
+from rnnflow.ops.processes import alive, descendants, free_port, stop_group
+from rnnflow.ops.team import Stack, status
+from rnnflow.ops.team_services import prefect_auth
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DONE = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
@@ -85,7 +86,7 @@ def stack():
         assert up.returncode == 0, f"team up failed: {up.stderr.strip()}\n{_log_tails(home)}"
         st = Stack.load(home)
         print(f"\npoint 1: team up in {time.monotonic() - t0:.0f} s; "
-              + ", ".join(f"{k} {v}" for k, v in st.status().items()))
+              + ", ".join(f"{k} {v}" for k, v in status(st).items()))
         t1 = time.monotonic()
         deploy = subprocess.run([BIN / "prefect", "--no-prompt", "deploy", "--all"], env=client_env(st),
                                 cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -351,7 +352,7 @@ def test_worker_killed_mid_training_leaves_nothing_running(stack):
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr  # `up` again restarts the dead worker
     st = Stack.load(st.home)
-    assert worker not in st.pids.values() and all(v.startswith("up") for v in st.status().values())
+    assert worker not in st.pids.values() and all(v.startswith("up") for v in status(st).values())
     after = wait_run(st, nxt)
     crashed = wait_run(st, doomed, max(5, 150 - (time.monotonic() - killed_at)))
     statuses = {r["info"]["run_name"]: r["info"]["status"] for r in mlflow_runs(st, "team-kill")}
@@ -485,6 +486,6 @@ def test_secrets_are_private_and_stable(tmp_path, monkeypatch):
 
 def test_status_of_a_stack_that_is_not_up(tmp_path):
     st = Stack(tmp_path, pg_port=free_port(), mlflow_port=free_port(), prefect_port=free_port())
-    states = st.status()
+    states = status(st)
     assert {k: v.split()[0] for k, v in states.items()} == {"postgres": "down", "mlflow": "down",
                                                              "prefect": "down"}

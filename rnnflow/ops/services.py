@@ -11,7 +11,6 @@ import os
 import socket
 import urllib.error
 import urllib.request
-from pathlib import Path
 from urllib.parse import urlparse
 
 TIMEOUT = 3.0  # seconds; a local service answers in milliseconds
@@ -41,7 +40,7 @@ def check_tracking_store(uri: str | None = None) -> None:
         _health(uri, f"{where}: the tracking server does not answer",
                 "start it or point MLFLOW_TRACKING_URI at a running one")
     elif parsed.scheme == "sqlite":
-        from rnnflow.locks import sqlite_path
+        from rnnflow.tracking.backend import sqlite_path
 
         db = sqlite_path(uri)
         folder = next((p for p in (db.parents if db else []) if p.exists()), None)
@@ -102,11 +101,3 @@ def preflight(prefect: bool = True) -> None:
     if prefect:
         check_prefect_api()
 
-
-def artifact_location_gone(uri: str) -> str | None:
-    """The local folder behind a ``file:`` artifact URI when it is missing, else None."""
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        return None
-    path = Path(urllib.request.url2pathname(parsed.path))
-    return None if path.exists() else str(path)

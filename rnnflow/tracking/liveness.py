@@ -21,6 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rnnflow.ops.processes import process_start
+from rnnflow.tracking.backend import client, ensure_store, tracking_uri
+
 HOST, PID, PROCESS_START = "rnnflow.host", "rnnflow.pid", "rnnflow.process_start"
 HEARTBEAT, SWEPT, FLOW_RUN = "rnnflow.heartbeat", "rnnflow.swept", "prefect.flow_run_id"
 
@@ -41,30 +44,6 @@ def stale_seconds() -> float:
     (RNNFLOW_HEARTBEAT_STALE_SECONDS; default 300 s or four heartbeats). Generous: ending a
     live run on a busy machine would be worse than a dead one showing RUNNING a while longer."""
     return _env_float("RNNFLOW_HEARTBEAT_STALE_SECONDS", max(300.0, 4 * heartbeat_seconds()))
-
-
-def process_start(pid: int) -> str | None:
-    """A token that tells a process from a later one with the same pid ('boot id:start ticks'),
-    '' where /proc is not there, None when no process has that pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except FileNotFoundError:
-        return None if Path("/proc").is_dir() else _pid_exists(pid)
-    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and ')'
-    if fields[0] in ("Z", "X"):
-        return None  # a zombie has ended; only its exit status waits to be read
-    return f"{boot}:{fields[19]}"  # field 22 of proc(5): start time in clock ticks after boot
-
-
-def _pid_exists(pid: int) -> str | None:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return ""
 
 
 def owner_tags() -> dict[str, str]:
@@ -239,3 +218,29 @@ def crash_flow_runs(flow_run_ids: Iterable[str], why: str = "its process is gone
                 prefect.set_flow_run_state(flow_run.id, Crashed(message=f"rnnflow sweep: {why}"), force=True)
                 marked.append(flow_run_id)
     return marked
+
+
+def sweep_runs(crash_flow_runs: bool = True) -> SweepResult:
+    """Finish owed run ends and end KILLED the runs of processes that are gone (this store);
+    mark their Prefect flow runs Crashed (through the API Prefect would use) when asked."""
+    ensure_store()
+    result = sweep(client(), tracking_uri())
+    log = _logger()
+    for run_id, why in result.killed.items():
+        log.warning("MLflow run %s was RUNNING but %s: ended it KILLED", run_id, why)
+    if result.ended:
+        log.warning("recorded the owed end of MLflow runs %s", ", ".join(result.ended))
+    if crash_flow_runs and result.flow_runs:
+        try:
+            result.crashed = crash_flow_runs(result.flow_runs)
+        except Exception as exc:  # the MLflow side is done; Prefect's is best effort
+            log.warning("could not mark flow runs %s Crashed: %s", sorted(result.flow_runs), exc)
+    return result
+
+
+def _logger():
+    try:
+        from prefect import get_run_logger
+        return get_run_logger()
+    except Exception:  # outside a flow run
+        return logging.getLogger("rnnflow")

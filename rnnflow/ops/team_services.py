@@ -1,4 +1,4 @@
-"""The services of `rnnflow.team`: how each one is started, checked and given its users."""
+"""The services of the team stack (`rnnflow.ops.stack`): how each one is started, checked and given its users."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import requests
 
-from rnnflow.team import DATABASES, Stack, TeamError, _write_private, alive
+from rnnflow.ops.processes import alive, write_private
+from rnnflow.ops.stack import DATABASES, Stack, TeamError, clean_env
 
 PG_OS_USER = "postgres"  # PostgreSQL refuses to run as root: as root, run it as this user
 
@@ -60,7 +61,7 @@ def start_postgres(st: Stack, s: dict[str, str]) -> None:
     data = pg / "data"
     if not (data / "PG_VERSION").exists():
         pwfile = pg / "pwfile"
-        _write_private(pwfile, s["pg_password"] + "\n")
+        write_private(pwfile, s["pg_password"] + "\n")
         _own(pwfile)
         try:  # trust only on the Unix socket, which lies in a folder only the server's user enters
             _run(_as_pg_user([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
@@ -99,13 +100,6 @@ def stop_postgres(st: Stack) -> None:
 
 
 # -- servers and workers ----------------------------------------------------------------------
-def _clean_env() -> dict[str, str]:
-    """This process's environment without any client settings a user exported."""
-    drop = ("MLFLOW_TRACKING_", "PREFECT_API_", "PREFECT_HOME", "PREFECT_PROFILE",
-            "RNNFLOW_ARTIFACT_ROOT")  # the tracking server keeps the artifacts
-    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
 def mlflow_command(st: Stack) -> list[str]:
     artifacts = st.artifacts or (st.home / "artifacts").as_uri()
     return [sys.executable, "-m", "mlflow", "server", "--host", st.host, "--port", str(st.mlflow_port),
@@ -118,13 +112,13 @@ def mlflow_env(st: Stack, s: dict[str, str]) -> dict[str, str]:
     # Checking a password is a scrypt hash (0.2 s of CPU or more here, on every request: a model
     # upload is dozens): the cache keeps a checked password for 5 minutes, so a changed
     # password takes up to that long to reach every server worker.
-    _write_private(ini, "[mlflow]\ndefault_permission = READ\n"
+    write_private(ini, "[mlflow]\ndefault_permission = READ\n"
                    f"database_uri = {st.db_url('mlflow_auth')}\nadmin_username = admin\n"
                    f"admin_password = {s['admin_password']}\n"
                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
                    "auth_cache_ttl_seconds = 300\n")
     # Store URLs with passwords go in the environment, not on a command line `ps` shows.
-    return {**_clean_env(), "MLFLOW_BACKEND_STORE_URI": st.db_url("mlflow"),
+    return {**clean_env(), "MLFLOW_BACKEND_STORE_URI": st.db_url("mlflow"),
             "MLFLOW_AUTH_CONFIG_PATH": str(ini), "MLFLOW_FLASK_SERVER_SECRET_KEY": s["flask_secret"],
             "MLFLOW_DISABLE_TELEMETRY": "true",
             # The server's job runner (8 processes, for GenAI evaluation jobs) is not used here.
@@ -137,7 +131,7 @@ def prefect_command(st: Stack) -> list[str]:
 
 
 def prefect_env(st: Stack, s: dict[str, str]) -> dict[str, str]:
-    return {**_clean_env(), "PREFECT_HOME": str(st.home / "prefect-server"),
+    return {**clean_env(), "PREFECT_HOME": str(st.home / "prefect-server"),
             "PREFECT_API_DATABASE_CONNECTION_URL": st.db_url("prefect", "postgresql+asyncpg"),
             "PREFECT_SERVER_API_AUTH_STRING": f"admin:{s['prefect_password']}",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}

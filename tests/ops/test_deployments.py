@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnnflow.serve import import_flow, load_deployments
+from rnnflow.ops.serve import import_flow, load_deployments
 
 DEPLOYMENTS = load_deployments()
 

@@ -14,7 +14,7 @@ import pytest
 from rnnflow.config import DataConfig
 from rnnflow.dataset import load_dataset
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "accuracy.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "accuracy.py"
 _spec = importlib.util.spec_from_file_location("accuracy_bench", _PATH)
 accuracy = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = accuracy  # dataclasses look their module up there

@@ -7,7 +7,7 @@ and fires when the *thread* that forked exits, not the process. So a tiny guard 
 the standard library: ~30 ms to start) polls its own parent instead and, once that is gone,
 terminates the server (SIGTERM, then SIGKILL after 10 s).
 
-    python -m rnnflow.guard PARENT_PID SERVER_PID SERVER_START
+    python -m rnnflow.ops.guard PARENT_PID SERVER_PID SERVER_START
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from rnnflow.runs import process_start
+from rnnflow.ops.processes import process_start
 
 POLL_SECONDS = 0.5
 
@@ -26,7 +26,7 @@ POLL_SECONDS = 0.5
 def watch(server_pid: int) -> subprocess.Popen:
     """Start a guard that stops ``server_pid`` when this process dies."""
     return subprocess.Popen(
-        [sys.executable, "-m", "rnnflow.guard", str(os.getpid()), str(server_pid),
+        [sys.executable, "-m", "rnnflow.ops.guard", str(os.getpid()), str(server_pid),
          process_start(server_pid) or ""],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True)  # a terminal's Ctrl-C is for the parent, not for its guard

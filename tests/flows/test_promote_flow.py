@@ -8,9 +8,9 @@ import tasks.promote
 from flows.train import train_flow
 from rnnflow.cli import main
 from rnnflow import tracking
-from rnnflow.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
+from rnnflow.tracking.registry import CHALLENGER, CHAMPION, PREVIOUS, TAG, snapshot_aliases
 from tests.conftest import tiny_config
-from tests.test_promotion import FaultyClient
+from tests.tracking.test_promotion import FaultyClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 

@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from rnnflow import locks, runs, services
+from rnnflow.ops import processes, services
+from rnnflow.tracking import backend, liveness
 from rnnflow.cli import main
-from rnnflow.services import failure_line
+from rnnflow.ops.services import failure_line
 from rnnflow.config import ConfigError, load_config
-from rnnflow.registry import TAG, apply_promotion, decide, snapshot_aliases
-from rnnflow.serve import load_deployments, schedules_of
+from rnnflow.tracking.registry import TAG, _registry_lock, apply_promotion, decide, snapshot_aliases
+from rnnflow.ops.serve import load_deployments, schedules_of
 from tasks.promote import artifact_key
 
 # Case c10's prefect.yaml (cron schedules in Europe/Berlin), shipped with the tests.
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def dead_pid() -> int:
@@ -35,20 +36,20 @@ def dead_pid() -> int:
 
 
 def tags_of(pid: int, host: str | None = None, start: str | None = None, beat: float | None = None):
-    return {runs.HOST: host or socket.gethostname(), runs.PID: str(pid),
-            runs.PROCESS_START: runs.process_start(pid) if start is None else start,
-            runs.HEARTBEAT: str(time.time() if beat is None else beat)}
+    return {liveness.HOST: host or socket.gethostname(), liveness.PID: str(pid),
+            liveness.PROCESS_START: processes.process_start(pid) if start is None else start,
+            liveness.HEARTBEAT: str(time.time() if beat is None else beat)}
 
 
 def test_owner_gone_tells_live_dead_and_reused_processes():
-    assert runs.owner_gone(runs.owner_tags()) is None  # this process
-    assert "is gone" in runs.owner_gone(tags_of(dead_pid(), start="x:1"))
+    assert liveness.owner_gone(liveness.owner_tags()) is None  # this process
+    assert "is gone" in liveness.owner_gone(tags_of(dead_pid(), start="x:1"))
     reused = tags_of(os.getpid(), start="another-boot:42")  # same pid, another process
-    assert "belongs to another process" in runs.owner_gone(reused)
-    assert runs.owner_gone({"mlflow.runName": "not ours"}) is None
+    assert "belongs to another process" in liveness.owner_gone(reused)
+    assert liveness.owner_gone({"mlflow.runName": "not ours"}) is None
     far = tags_of(1, host="elsewhere", beat=time.time() - 500)
-    assert "no heartbeat from elsewhere" in runs.owner_gone(far, stale_after=60)
-    assert runs.owner_gone(tags_of(1, host="elsewhere"), stale_after=60) is None
+    assert "no heartbeat from elsewhere" in liveness.owner_gone(far, stale_after=60)
+    assert liveness.owner_gone(tags_of(1, host="elsewhere"), stale_after=60) is None
 
 
 @pytest.fixture(scope="module")
@@ -68,17 +69,17 @@ def test_sweep_kills_dead_owners_and_finishes_journaled_ends(store):
     uri, client = store
     exp = client.create_experiment("faults")
     dead = client.create_run(exp, tags=tags_of(dead_pid(), start="x:1"))
-    alive = client.create_run(exp, tags=runs.owner_tags())
+    alive = client.create_run(exp, tags=liveness.owner_tags())
     foreign = client.create_run(exp)  # no owner tags: not rnnflow's, left alone
-    owed = client.create_run(exp, tags=runs.owner_tags())
-    runs.remember_end(uri, owed.info.run_id, "FAILED", 1234, "database is locked")
-    runs.remember_end("sqlite:///other.db", "elsewhere", "FAILED", 1, "x")  # another store's
+    owed = client.create_run(exp, tags=liveness.owner_tags())
+    liveness.remember_end(uri, owed.info.run_id, "FAILED", 1234, "database is locked")
+    liveness.remember_end("sqlite:///other.db", "elsewhere", "FAILED", 1, "x")  # another store's
 
-    result = runs.sweep(client, uri)
+    result = liveness.sweep(client, uri)
 
     status = {r: client.get_run(r.info.run_id).info for r in (dead, alive, foreign, owed)}
     assert status[dead].status == "KILLED" and status[dead].end_time
-    assert "is gone" in client.get_run(dead.info.run_id).data.tags[runs.SWEPT]
+    assert "is gone" in client.get_run(dead.info.run_id).data.tags[liveness.SWEPT]
     assert status[alive].status == status[foreign].status == "RUNNING"
     assert (status[owed].status, status[owed].end_time) == ("FAILED", 1234)
     assert result.ended == [owed.info.run_id] and dead.info.run_id in result.killed
@@ -91,7 +92,7 @@ def test_sweep_kills_dead_owners_and_finishes_journaled_ends(store):
 def _journal():
     import json
 
-    return json.loads(runs.journal_path().read_text())
+    return json.loads(liveness.journal_path().read_text())
 
 
 def test_end_with_retry_backs_off_then_gives_the_last_error():
@@ -102,14 +103,15 @@ def test_end_with_retry_backs_off_then_gives_the_last_error():
         if len(calls) < 3:
             raise ConnectionError(f"down {len(calls)}")
 
-    assert runs.end_with_retry(flaky, attempts=4, first_delay=0.05) is None and len(calls) == 3
+    assert liveness.end_with_retry(flaky, attempts=4, first_delay=0.05) is None and len(calls) == 3
     assert calls[1] - calls[0] >= 0.05 and calls[2] - calls[1] >= 0.1  # doubling waits
-    error = runs.end_with_retry(lambda: 1 / 0, attempts=2, first_delay=0.01)
+    error = liveness.end_with_retry(lambda: 1 / 0, attempts=2, first_delay=0.01)
     assert isinstance(error, ZeroDivisionError)
 
 
 def test_a_failed_body_keeps_its_error_when_the_end_fails_too(store, monkeypatch):
     from rnnflow import tracking
+    from rnnflow.tracking import runs  # where run ends look the client up
 
     monkeypatch.setenv("RNNFLOW_END_ATTEMPTS", "2")
     monkeypatch.setenv("RNNFLOW_END_BACKOFF_SECONDS", "0.01")
@@ -121,10 +123,10 @@ def test_a_failed_body_keeps_its_error_when_the_end_fails_too(store, monkeypatch
 
     with pytest.raises(KeyError, match="first error") as caught:
         with tracking.tracked_run("faults", "body-fails") as run_id:
-            monkeypatch.setattr(tracking, "client", lambda: StoreDownAtEnd())
+            monkeypatch.setattr(runs, "client", lambda: StoreDownAtEnd())
             raise KeyError("first error")
     assert "will be ended at the next start" in caught.value.__notes__[0]
-    monkeypatch.setattr(tracking, "client", real)
+    monkeypatch.setattr(runs, "client", real)
     assert real().get_run(run_id).info.status == "RUNNING"
     assert tracking.sweep_runs(crash_flow_runs=False).ended == [run_id]
     assert real().get_run(run_id).info.status == "FAILED"
@@ -137,13 +139,13 @@ def test_file_lock_waits_then_times_out_with_one_line(tmp_path):
         "print('held', flush=True); time.sleep(30)"), str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(locks.LockTimeout, match="for more than 0 s"):
-            with locks.file_lock(path, "promoting 'm'", timeout=0.3):
+        with pytest.raises(backend.LockTimeout, match="for more than 0 s"):
+            with backend.file_lock(path, "promoting 'm'", timeout=0.3):
                 pass
     finally:
         holder.kill()
         holder.wait()
-    with locks.file_lock(path, "promoting 'm'", timeout=5):  # released with its process
+    with backend.file_lock(path, "promoting 'm'", timeout=5):  # released with its process
         pass
 
 
@@ -153,7 +155,7 @@ def test_registry_lock_admits_one_holder_at_a_time(store):
     inside, overlaps = [], []
 
     def promote(k):
-        with locks._registry_lock(client, "m.promotion-lock", timeout=60):
+        with _registry_lock(client, "m.promotion-lock", timeout=60):
             inside.append(k)
             overlaps.append(len(inside))
             time.sleep(0.2)
@@ -171,7 +173,7 @@ def test_registry_lock_admits_one_holder_at_a_time(store):
 def test_a_stale_registry_lock_is_broken(store):
     _, client = store
     client.create_registered_model("s.promotion-lock", tags=tags_of(dead_pid(), start="x:1"))
-    with locks._registry_lock(client, "s.promotion-lock", timeout=10):
+    with _registry_lock(client, "s.promotion-lock", timeout=10):
         pass
 
 
@@ -329,7 +331,7 @@ def test_already_champion_touches_no_tag(registry):
 
 
 def test_no_decision_tag_is_left_when_the_alias_move_fails(registry, store):
-    from tests.test_promotion import FaultyClient
+    from tests.tracking.test_promotion import FaultyClient
 
     registry.set_registered_model_alias(registry.model, "champion", "1")
     faulty = FaultyClient(store[0], method="set_registered_model_alias", fail_on=1)
@@ -363,6 +365,6 @@ def test_every_command_names_the_unreachable_service_in_one_line(argv, variable,
 
 
 def test_sqlite_path_follows_sqlalchemy_slashes():
-    assert locks.sqlite_path("sqlite:///mlflow.db") == Path("mlflow.db")  # relative to the cwd
-    assert locks.sqlite_path("sqlite:////tmp/a%20b/x.db") == Path("/tmp/a b/x.db")
-    assert locks.sqlite_path("sqlite:///:memory:") is None and locks.sqlite_path("http://h:5000") is None
+    assert backend.sqlite_path("sqlite:///mlflow.db") == Path("mlflow.db")  # relative to the cwd
+    assert backend.sqlite_path("sqlite:////tmp/a%20b/x.db") == Path("/tmp/a b/x.db")
+    assert backend.sqlite_path("sqlite:///:memory:") is None and backend.sqlite_path("http://h:5000") is None
