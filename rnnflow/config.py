@@ -108,9 +108,13 @@ class DataConfig(Section):
     @field_validator("holidays")
     @classmethod
     def _known_country(cls, code: str | None) -> str | None:
-        from rnnflow.covariates import check_country
+        import holidays  # imported here: the check is the only use of it at config time
 
-        return code and check_country(code)
+        known = holidays.list_supported_countries()
+        if code is not None and code not in known:
+            raise ValueError(f"{code!r} is not a country code the holidays package knows "
+                             f"(ISO 3166, e.g. US, GB, DE, FR; {len(known)} supported)")
+        return code
 
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:

@@ -111,17 +111,6 @@ def holiday_flags(t: pd.DatetimeIndex, country: str) -> np.ndarray:
     return np.isin(dates.normalize().date, list(days)).astype(np.float64)
 
 
-def check_country(code: str) -> str:
-    """``code`` when the holidays package knows it, else ValueError listing a few it does."""
-    import holidays
-
-    known = holidays.list_supported_countries()
-    if code not in known:
-        raise ValueError(f"{code!r} is not a country code the holidays package knows "
-                         f"(ISO 3166, e.g. US, GB, DE, FR; {len(known)} supported)")
-    return code
-
-
 # -- rows ahead: future columns given past the last target, for scoring ---------------------
 
 def split_ahead(raw: pd.DataFrame, cols) -> tuple[pd.DataFrame, pd.DataFrame]:

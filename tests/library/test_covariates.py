@@ -15,7 +15,7 @@ from rnnflow.data import DataError
 from rnnflow.dataset import load_dataset
 from rnnflow.forecaster import Forecaster
 from rnnmodel import fit
-from tests.test_data_path import logged, trained
+from tests.library.test_data_path import logged, trained
 
 
 def config(path, **data):
@@ -105,7 +105,7 @@ def test_served_forecast_equals_logged_and_bad_input_is_one_line(tmp_path, mlflo
     test = table[table["origin"] == ds.segments[2]["__single__"][0] - 1]["sales"].to_numpy()
     np.testing.assert_allclose(test, evaluate.forecast(model, ds.test, ds.pre)[0, :, 0], rtol=1e-5)
     # `mlflow models serve` reads the same rows ahead (blank targets arrive as JSON nulls)
-    from tests.test_team import BIN, serve_and_score
+    from tests.ops.test_team import BIN, serve_and_score
 
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     served = serve_and_score(uri, env, with_rows_ahead(frame, [1, 0, 0]).tail(30), tmp_path)
