@@ -120,18 +120,18 @@ def test_served_forecast_equals_logged_and_bad_input_is_one_line(tmp_path, mlflo
 
 
 def test_calendar_and_holiday_errors_are_one_line_before_any_work(tmp_path, capsys, mlflow_store):
-    pd.DataFrame({"step": range(60), "y": np.sin(np.arange(60))}).to_csv(tmp_path / "s.csv", index=False)
-    base = ["train", "--data", str(tmp_path / "s.csv"), "--target", "y", "--time-column", "step", "--window", "6"]
+    pd.DataFrame({"t": range(60), "y": np.sin(np.arange(60))}).to_csv(tmp_path / "s.csv", index=False)
+    base = ["train", "--data", str(tmp_path / "s.csv"), "--target", "y", "--time-column", "t", "--window", "6"]
     assert main([*base, "--calendar", "dayofweek"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "--calendar dayofweek needs dates, but time column 'step' holds step numbers, not dates" in err
+    assert "--calendar dayofweek needs dates, but time column 't' holds step numbers, not dates" in err
     assert main([*base, "--holidays", "XX"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'XX' is not a country code the holidays package knows" in err
     assert not (tmp_path / "mlflow.db").exists(), "no MLflow store may be created"
     # auto on step numbers is no calendar at all: the model without covariates
-    ds = load_dataset(config(tmp_path / "s.csv", target=["y"], time_column="step", window=6, calendar=["auto"]).data, "s")
+    ds = load_dataset(config(tmp_path / "s.csv", target=["y"], time_column="t", window=6, calendar=["auto"]).data, "s")
     assert ds.pre.calendar == [] and ds.pre.known_size == 0 and ds.train.x.shape[1:] == (6, 1)
     with pytest.raises(ConfigError, match="'week' is not allowed: give auto, none, or distinct names"):
         config(tmp_path / "s.csv", target=["y"], calendar=["week"])
