@@ -114,12 +114,13 @@ def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, 
     return val, test | intervals.scores(qf, naive, ds.test, q), qf
 
 
-def band_of(qf: np.ndarray, quantiles: tuple[float, ...], per_step: bool) -> tuple[np.ndarray, ...]:
-    """(median, lower, upper) of the widest central interval, on the plotted test stretch."""
+def band_of(qf: np.ndarray, quantiles: tuple[float, ...], at: tuple) -> tuple[np.ndarray, ...]:
+    """(median, lower, upper) of the widest central interval on the plotted test stretch
+    ``at`` (test_stretch); ``qf``: quantiles (windows, steps, targets, Q)."""
     from rnnmodel.quantiles import central_pairs, median_index
 
     lo, hi, _ = max(central_pairs(quantiles), key=lambda p: p[2])
-    return tuple(test_stretch(qf[..., k], per_step) for k in (median_index(quantiles), lo, hi))
+    return tuple(qf[..., k][at] for k in (median_index(quantiles), lo, hi))
 
 
 def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dataset, qf: np.ndarray) -> None:
@@ -135,9 +136,9 @@ def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dat
                                                      "calibrated": observed_levels(qf, ds.test.actual)},
                                                   f"{name}: calibration (test set)"), "plots/calibration.png")
     if central_pairs(q):
-        per_step = pre.horizon is None
+        at = test_stretch(ds.test, pre.horizon is None)
         tracking.log_figure(run_id, plots.forecast_bands(
-            test_stretch(ds.test.actual, per_step), {name: band_of(qf, q, per_step)},
+            ds.test.actual[at], {name: band_of(qf, q, at)},
             f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval"),
             "plots/forecast_bands.png")
 
@@ -220,8 +221,9 @@ def log_comparison(parent_id: str, results: dict[str, VariantResult], ds: Datase
         from rnnmodel.quantiles import central_pairs
 
         if central_pairs(q):
+            at = test_stretch(ds.test, ds.pre.horizon is None)
             tracking.log_figure(parent_id, plots.forecast_bands(
-                test_stretch(ds.test.actual, per_step), {v: band_of(r.quantiles, q, per_step) for v, r in results.items()},
+                ds.test.actual[at], {v: band_of(r.quantiles, q, at) for v, r in results.items()},
                 f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval"),
                 "plots/forecast_bands.png")
     rows = comparison_rows(results, cfg)
