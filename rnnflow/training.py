@@ -84,14 +84,17 @@ def plot_test_stretch(ds: Dataset, forecasts: dict[str, np.ndarray], title: str)
     on a stretch of the test set, over the data's own time stamps, in the target's units."""
     w, pre = ds.test, ds.pre
     at = test_stretch(w, pre.horizon is None)
-    rows = w.rows[at[:2]]
-    time_col = pre.columns.time
-    time = ds.frame[time_col].to_numpy()[rows] if time_col else rows
-    target = pre.columns.targets[0]
     return plots.forecast_vs_actual(
-        w.actual[at], {name: f[at] for name, f in forecasts.items()}, title, time=time,
-        naive=pre.naive(w)[at], ylabel=f"{target} ({ds.unit})" if ds.unit else target,
-        xlabel=time_col or "row")
+        w.actual[at], {name: f[at] for name, f in forecasts.items()}, title,
+        naive=pre.naive(w)[at], **stretch_axes(ds, at))
+
+
+def stretch_axes(ds: Dataset, at: tuple) -> dict:
+    """time, xlabel and ylabel of a plotted test stretch ``at``: the data's own stamps, the
+    target's name and unit."""
+    rows, time_col, target = ds.test.rows[at[:2]], ds.pre.columns.time, ds.pre.columns.targets[0]
+    return {"time": ds.frame[time_col].to_numpy()[rows] if time_col else rows,
+            "xlabel": time_col or "row", "ylabel": f"{target} ({ds.unit})" if ds.unit else target}
 
 
 def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, np.ndarray | None]:
@@ -139,7 +142,8 @@ def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dat
         at = test_stretch(ds.test, pre.horizon is None)
         tracking.log_figure(run_id, plots.forecast_bands(
             ds.test.actual[at], {name: band_of(qf, q, at)},
-            f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval"),
+            f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval",
+            **stretch_axes(ds, at)),
             "plots/forecast_bands.png")
 
 
@@ -224,7 +228,8 @@ def log_comparison(parent_id: str, results: dict[str, VariantResult], ds: Datase
             at = test_stretch(ds.test, ds.pre.horizon is None)
             tracking.log_figure(parent_id, plots.forecast_bands(
                 ds.test.actual[at], {v: band_of(r.quantiles, q, at) for v, r in results.items()},
-                f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval"),
+                f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval",
+                **stretch_axes(ds, at)),
                 "plots/forecast_bands.png")
     rows = comparison_rows(results, cfg)
     tracking.log_table(parent_id, plots.comparison_table(rows, sort_by=cfg.tracking.metric), "comparison.json")
