@@ -6,8 +6,10 @@ Each file in ../shared/data/ is trained with the command in ``CASES`` (`rnnflow 
 subprocess, against a throw-away MLflow store and Prefect home); the child runs' test RMSE/MAE
 and logged baselines are read back with ``MlflowClient``. Beside them, computed here on the
 same rows: naive (last value), seasonal naive and, with the ``bench`` extra, statsforecast's
-AutoETS and AutoARIMA fitted on the training rows and scored one step ahead on the test rows
-(the fitted model is run forward over each prefix of the series, never refitted). Flags this
+AutoETS, AutoARIMA and (for files with seasons) MSTL with the series' seasons, fitted on the
+training rows and scored one step ahead on the test rows (the fitted model is run forward over
+each prefix of the series, never refitted). Compare rnnflow with and without calendar features
+by running twice, the second time with ``--calendar auto``. Flags this
 script does not know are passed to every `rnnflow train` (e.g. ``--normalize global``), so one
 code version can be measured both ways. With ``--intervals`` rnnflow trains quantile heads and
 each file also gets the 80 % interval's coverage, width and Winkler score: rnnflow's before and
@@ -28,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,9 @@ class Case:
     season_length: int | None = None  # also the season of seasonal naive, AutoETS and AutoARIMA
     features: tuple[str, ...] = ()
     layout: str = "long"
+    seasons: tuple[int, ...] = ()  # MSTL's seasons (none: no MSTL)
+    tag: str = ""  # a second training of the same file (e.g. "cal"): its own experiment and model
+    missing: str = "fail"  # rnnflow's --missing, also how this script reads the file
 
     @property
     def name(self) -> str:
@@ -63,7 +68,7 @@ class Case:
     def model_name(self) -> str:
         """Experiment and registered model name. Dashes, not underscores: rnnflow at da0242a
         names a Prefect artifact after the model, and Prefect rejects keys with '_'."""
-        return "bench-" + self.name.replace("_", "-")
+        return "bench-" + self.name.replace("_", "-") + (f"-{self.tag}" if self.tag else "")
 
     def train_args(self, data_dir: Path) -> list[str]:
         args = ["--data", str(data_dir / self.file), "--target", self.target, "--window", str(self.window)]
@@ -75,18 +80,27 @@ class Case:
             args += ["--season-length", str(self.season_length)]
         if self.layout != "long":
             args += ["--layout", self.layout]
+        if self.missing != "fail":
+            args += ["--missing", self.missing]
         return args
 
 
 CASES = [  # monthly series: one year of inputs; yearly sunspots: two ~11-year cycles
-    Case("nottem.csv", "temp_f", "time", window=12, season_length=12),
-    Case("seatbelts.csv", "DriversKilled", "month_index", window=12, season_length=12,
+    Case("nottem.csv", "temp_f", "time", window=12, season_length=12, seasons=(12,)),
+    Case("seatbelts.csv", "DriversKilled", "month_index", window=12, season_length=12, seasons=(12,),
          features=("kms", "PetrolPrice", "law")),
-    Case("sunspots_yearly.csv", "SUNACTIVITY", "YEAR", window=22, season_length=11),
-    Case("elnino.csv", "sst", "YEAR", window=24, season_length=12, layout="wide"),
-    Case("airpassengers.csv", "passengers", "month", window=12, season_length=12),
+    Case("sunspots_yearly.csv", "SUNACTIVITY", "YEAR", window=22, season_length=11, seasons=(11,)),
+    Case("elnino.csv", "sst", "YEAR", window=24, season_length=12, seasons=(12,), layout="wide"),
+    Case("airpassengers.csv", "passengers", "month", window=12, season_length=12, seasons=(12,)),
     Case("macrodata.csv", "realgdp", "date", window=8, features=("realcons", "cpi")),
+    # a day and a year of seasons; one year of rows leaves MSTL the day only. The hour skipped
+    # by summer time is filled.
+    Case("seattle_temps_hourly.csv", "temp", "date", window=24, season_length=24, seasons=(24,),
+         missing="interpolate"),
+    Case("seattle_weather_daily.csv", "temp_max", "date", window=14, season_length=7, seasons=(7, 365),
+         features=("temp_min", "precipitation", "wind")),
 ]
+
 
 
 # -- the rows every model is scored on -------------------------------------------------------
@@ -129,20 +143,26 @@ def naive_scores(y: np.ndarray, targets: np.ndarray, season: int | None) -> dict
 
 def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season: int | None,
                     chosen: dict[str, str] | None = None,
-                    bands: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """One-step forecasts of rows ``targets`` by AutoETS and AutoARIMA fitted on
-    ``y[:train_stop]``: row t is forecast from ``y[:t]`` with the fitted parameters
-    (``forward``: no refit). Empty without statsforecast; a model that fails gives NaNs.
-    ``chosen`` receives the form each one picked, e.g. 'ETS(M,A,M)'; ``bands`` each one's
-    80 % prediction interval, (targets, 2) lower and upper, from the same forward pass."""
+                    bands: dict[str, np.ndarray] | None = None,
+                    seasons: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """One-step forecasts of rows ``targets`` by AutoETS, AutoARIMA and, with ``seasons``, MSTL
+    (those seasons, AutoETS on the deseasonalised rest) fitted on ``y[:train_stop]``: row t is
+    forecast from ``y[:t]`` with the fitted parameters (``forward``: no refit). Empty without
+    statsforecast; a model that fails gives NaNs. ``chosen`` receives the form each one
+    picked, e.g. 'ETS(M,A,M)'; ``bands`` each one's 80 % prediction interval, (targets, 2)
+    lower and upper, from the same forward pass."""
     try:
         from statsforecast.arima import arima_string
-        from statsforecast.models import AutoARIMA, AutoETS
+        from statsforecast.models import MSTL, AutoARIMA, AutoETS
     except ImportError:
         return {}
     out = {}
-    for name, model in (("AutoETS", AutoETS(season_length=season or 1)),
-                        ("AutoARIMA", AutoARIMA(season_length=season or 1))):
+    # statsforecast's ETS takes seasons up to 24 only; longer ones are MSTL's job
+    models = [("AutoETS", AutoETS(season_length=season if season and season <= 24 else 1)),
+              ("AutoARIMA", AutoARIMA(season_length=season or 1))]
+    if seasons:
+        models.append(("MSTL", MSTL(season_length=list(seasons), trend_forecaster=AutoETS(model="ZZN"))))
+    for name, model in models:
         try:
             model.fit(y[:train_stop])
             steps = [model.forward(y=y[:t], h=1, level=[LEVEL]) for t in targets]
@@ -150,8 +170,8 @@ def stats_forecasts(y: np.ndarray, train_stop: int, targets: np.ndarray, season:
             if bands is not None:
                 bands[name] = np.array([[f[f"lo-{LEVEL}"][0], f[f"hi-{LEVEL}"][0]] for f in steps])
             if chosen is not None:
-                chosen[name] = (model.model_["method"] if name == "AutoETS"
-                                else arima_string(model.model_).strip())
+                chosen[name] = (model.model_["method"] if name == "AutoETS" else
+                                f"seasons {list(seasons)}" if name == "MSTL" else arima_string(model.model_).strip())
         except Exception as exc:  # one model's numerical trouble must not end the benchmark
             print(f"  {name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             out[name] = np.full(len(targets), np.nan)
@@ -181,7 +201,7 @@ def load_series(case: Case, data_dir: Path) -> np.ndarray:
 
     cols = Columns([case.target], list(case.features), case.time_column, layout=case.layout)
     path = data_dir / case.file
-    frame, _ = prepare(read_table(path), cols, "fail", source=str(path))
+    frame, _ = prepare(read_table(path), cols, case.missing, source=str(path))
     return frame[case.target].to_numpy(np.float64)
 
 
@@ -195,7 +215,9 @@ def hermetic_env(work: Path) -> dict[str, str]:
     """A throw-away MLflow store, artifact root and Prefect home, quiet and offline."""
     from rnnflow.ops.settings import throwaway_env
 
-    return {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING"}
+    # a loaded machine may need a longer start of the temporary Prefect server: the caller's wins
+    keep = {k: os.environ[k] for k in ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",) if k in os.environ}
+    return {**os.environ, **throwaway_env(work), "PREFECT_LOGGING_LEVEL": "WARNING", **keep}
 
 
 def train_rnnflow(case: Case, data_dir: Path, work: Path, extra: list[str]) -> None:
@@ -203,7 +225,7 @@ def train_rnnflow(case: Case, data_dir: Path, work: Path, extra: list[str]) -> N
     with rnnflow's last line of output when it exits non-zero."""
     cmd = [sys.executable, "-m", "rnnflow.cli", "train", *case.train_args(data_dir),
            "--experiment", case.model_name, "--model-name", case.model_name, *extra]
-    log = work / f"{case.name}.log"
+    log = work / f"{case.model_name}.log"
     with log.open("w") as out:
         try:
             proc = subprocess.run(cmd, cwd=work, env=hermetic_env(work), stdout=out,
@@ -249,6 +271,7 @@ class FileResult:
     case: Case
     rows: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> rmse, mae
     chosen: str | None = None
+    chosen_cal: str | None = None  # rnnflow's pick with --calendar auto
     champion: bool = False
     skill: float | None = None  # of the chosen variant against naive
     convention: str | None = None  # the split that reproduced rnnflow's logged naive
@@ -281,12 +304,18 @@ def align(y: np.ndarray, case: Case, logged: dict[str, float]) -> tuple[str | No
                   f"{'; '.join(found)}: update split_rows() to rnnflow's split")
 
 
-def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> FileResult:
+def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str], calendar: bool = False) -> FileResult:
+    """Every model on one file; with ``calendar`` rnnflow trains a second time with
+    ``--calendar auto`` (rows ``RNN+cal``, ``BRNN+cal``; its pick is ``chosen_cal``)."""
     res, start = FileResult(case), time.perf_counter()
     try:
         y = load_series(case, data_dir)
         train_rnnflow(case, data_dir, work, extra)
         trained = read_back(case, work)
+        if calendar:
+            with_cal = replace(case, tag="cal")
+            train_rnnflow(with_cal, data_dir, work, [*extra, "--calendar", "auto"])
+            trained_cal = read_back(with_cal, work)
     except (TrainingFailed, ValueError, OSError) as exc:
         res.error, res.seconds = str(exc), time.perf_counter() - start
         return res
@@ -297,6 +326,11 @@ def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> F
                 res.intervals[variant.upper() + label] = logged_intervals(m, prefix)
         if "naive_coverage_80" in m and "naive" not in res.intervals:
             res.intervals["naive"] = {k: m[f"naive_{k}_80"] for k in ("coverage", "width", "interval_score")}
+    if calendar:
+        for variant, m in sorted(trained_cal.variants.items(), key=lambda kv: kv[0] != "rnn"):
+            res.rows[f"{variant.upper()}+cal"] = {"rmse": m["test_rmse"], "mae": m["test_mae"]}
+        res.chosen_cal = (trained_cal.chosen or min(trained_cal.variants,
+                                                    key=lambda v: trained_cal.variants[v]["test_rmse"])).upper() + "+cal"
     logged = next(iter(trained.variants.values()))
     res.convention, line = align(y, case, logged)
     print(line, flush=True)
@@ -305,7 +339,8 @@ def evaluate_file(case: Case, data_dir: Path, work: Path, extra: list[str]) -> F
     res.rows |= naive_scores(y, targets, case.season_length)
     bands: dict[str, np.ndarray] = {}
     res.rows |= {name: scores(pred, y[targets]) for name, pred
-                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms, bands).items()}
+                 in stats_forecasts(y, train_stop, targets, case.season_length, res.forms, bands,
+                                                  case.seasons).items()}
     if res.intervals:
         res.intervals |= {name: interval_row(b[:, 0], b[:, 1], y[targets]) for name, b in bands.items()}
     res.chosen = (trained.chosen or min(trained.variants, key=lambda v: trained.variants[v]["test_rmse"])).upper()
@@ -322,9 +357,9 @@ def stats_beat_naive(res: FileResult) -> bool:
     return any(res.rows.get(m, {}).get("rmse", math.inf) < naive for m in ("AutoETS", "AutoARIMA"))
 
 
-def ahead_of_ets(res: FileResult) -> bool | None:
-    ets = res.rows.get("AutoETS", {}).get("rmse", math.nan)
-    return None if math.isnan(ets) else res.rows[res.chosen]["rmse"] < ets
+def ahead_of_ets(res: FileResult, model: str = "AutoETS", pick: str | None = None) -> bool | None:
+    ets = res.rows.get(model, {}).get("rmse", math.nan)
+    return None if math.isnan(ets) else res.rows[pick or res.chosen]["rmse"] < ets
 
 
 def print_table(res: FileResult) -> None:
@@ -336,7 +371,7 @@ def print_table(res: FileResult) -> None:
     naive = res.rows["naive"]["rmse"]
     print(f"   {'model':15s} {'RMSE':>10s} {'MAE':>10s} {'skill':>8s}")
     for model, m in res.rows.items():
-        mark = "  <- rnnflow's pick" if model == res.chosen else ""
+        mark = "  <- rnnflow's pick" if model in (res.chosen, res.chosen_cal) else ""
         mark = mark or (f"  {res.forms[model]}" if model in res.forms else "")
         print(f"   {model:15s} {m['rmse']:10.4g} {m['mae']:10.4g} {1 - m['rmse'] / naive:+8.3f}{mark}")
     if res.intervals:
@@ -383,6 +418,17 @@ def summary(results: list[FileResult], extra: list[str], quick: bool) -> dict:
         out["interval_score_ahead_of_AutoARIMA"] = (
             f"{sum(r.intervals[r.chosen]['interval_score'] < r.intervals['AutoARIMA']['interval_score'] for r in with_arima)}"
             f"/{len(with_arima)}" if with_arima else "statsforecast not installed")
+    for model in ("AutoARIMA", "MSTL"):  # issue 20's goals: ARIMA on four of eight, MSTL on hourly
+        for label, pick in (("", lambda r: r.chosen), ("_with_calendar", lambda r: r.chosen_cal)):
+            judged = {r.case.name: ahead_of_ets(r, model, pick(r)) for r in ok
+                      if pick(r) and ahead_of_ets(r, model, pick(r)) is not None}
+            if judged or not label:
+                out[f"ahead_of_{model}{label}"] = f"{sum(judged.values())}/{len(judged)}"
+                out[f"ahead_of_{model}{label}_files"] = sorted(k for k, v in judged.items() if v)
+    calendar = [r for r in ok if r.chosen_cal]
+    if calendar:  # issue 20: never more than 2 % behind the model without covariates where the calendar is empty
+        out["calendar_vs_without"] = {r.case.name: round(r.rows[r.chosen_cal]["rmse"] / r.rows[r.chosen]["rmse"] - 1, 4)
+                                      for r in calendar}
     out["targets_met"] = {
         "skill_positive_where_stats_beat_naive": bool(with_ets) and all(r.skill > 0 for r in need)
         and len(ok) == len(results),
@@ -403,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intervals", action="store_true", help=f"train with --quantiles {' '.join(QUANTILES)} "
                         f"and score {LEVEL} %% intervals: rnnflow's before and after calibration, naive's, "
                         "AutoETS' and AutoARIMA's")
+    parser.add_argument("--with-calendar", action="store_true",
+                        help="train each file a second time with --calendar auto and compare")
     args, extra = parser.parse_known_args(argv)
     extra = (["--epochs", str(QUICK_EPOCHS)] if args.quick else []) + extra  # the user's flags win
     if args.intervals and "--quantiles" not in extra:
@@ -414,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             print(f"-- {case.name} ...", file=sys.stderr, flush=True)
             try:
-                res = evaluate_file(case, args.data_dir, work, extra)
+                res = evaluate_file(case, args.data_dir, work, extra, args.with_calendar)
             except Exception as exc:  # e.g. a metric rnnflow no longer logs: report, go on
                 res = FileResult(case, error=f"{type(exc).__name__}: {exc}")
             print_table(res)

@@ -15,7 +15,7 @@ def batch_predict(data: str, out: str = "predictions.csv",
     """Score ``data`` (a file, folder, glob, or SQL URL with ``table`` or ``query``; a URL's
     password as ``***``, read from RNNFLOW_DATA_PASSWORD) with ``model_uri``; write ``out``."""
     where = {"table": table, "query": query, "duplicates": duplicates}
-    frame, _ = check_scoring_inputs(model_uri, data, out, where)
-    path = write_predictions(forecast(model_uri, frame), out, model_uri)
+    frame, model = check_scoring_inputs(model_uri, data, out, where)  # loads the model, once
+    path = write_predictions(forecast(model, frame), out, model_uri)
     get_run_logger().info("wrote forecasts of %s to %s", model_uri, path)
     return path

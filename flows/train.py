@@ -25,16 +25,16 @@ def train_flow(config: PipelineConfig = PipelineConfig(), promote: bool = True,
                run_tags: dict[str, str] | None = None) -> TrainSummary:
     """Train every configured variant on one split, pick the best on validation, register it
     and gate it against the champion and the naive baselines on the frozen holdout (unless
-    ``promote`` is False: the retrain flow gates its challengers together). ``run_tags`` go on
-    every MLflow run and the new version (a triggered retrain links the stale event and the
-    monitoring run with them)."""
+    ``promote`` is False: the retrain flow gates its challengers together).
+    ``run_tags`` go on every MLflow run and the new version (a triggered retrain links the
+    stale event and the monitoring run with them)."""
     cfg = preflight_train(config)
     tracking.cancelled.clear()
     tracking.sweep_runs()  # runs of killed processes end KILLED before this one starts
     warm = warmstart.of(cfg)
     tags = {"prefect.flow_run_id": str(runtime.flow_run.id),
-            "prefect.flow_run_name": str(runtime.flow_run.name), **(run_tags or {}),
-            **(warm.tags() if warm else {})}
+            "prefect.flow_run_name": str(runtime.flow_run.name), **(warm.tags() if warm else {}),
+            **(run_tags or {})}
     ds = prepare_data(cfg, warm)
     folds = cut_folds(ds, cfg)
     with tracking.tracked_run(cfg.tracking.experiment, parent_run_name(ds, tags), tags=tags) as parent_id:

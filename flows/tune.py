@@ -8,19 +8,18 @@ import os
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from prefect import flow, get_run_logger, runtime
 from prefect.artifacts import create_table_artifact
 
 from flows.promote import promote_flow
-from rnnflow import tracking, trials, tune
+from rnnflow import tracking, training, trials, tune
 from rnnflow.config import PipelineConfig, TuneConfig
 from rnnflow.dataset import source_of
 from rnnflow.holdout import Holdout
+from rnnflow.preflight import preflight_train
 from rnnflow.sources import label_of
-from rnnflow.summary import config_hash, git_commit
-from rnnflow.tracking import Decision
+from rnnflow.summary import TuneSummary, config_hash, git_commit
 from tasks.data import prepare_data
 from tasks.registry import register_model
 from rnnflow.training import VariantResult
@@ -28,31 +27,14 @@ from tasks.train import train_variant
 from tasks.tune import run_trial
 
 
-@dataclass
-class TuneSummary:
-    study_name: str
-    parent_run_id: str
-    counts: Counter  # this flow run's trials by state: complete, pruned, failed
-    study_trials: int  # every trial the study has, earlier runs' included
-    best_trial: int
-    best_params: dict
-    best_value: float  # validation loss of the best trial
-    best: VariantResult  # the best trial retrained: test metrics, run, model
-    trials: list[dict] = field(default_factory=list)
-    model_name: str | None = None
-    version: str | None = None
-    decision: Decision | None = None
-    aliases: list[str] = field(default_factory=list)
-
-
 @flow(name="tune-rnn")
 def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
     """Run ``config.tune.trials`` trials of the study, pick the best on validation loss,
     retrain it in its own run, register it as challenger and gate it against the champion."""
-    cfg = config
-    tune.preflight(cfg)  # a bad device, storage or scheduler fails here, before any run exists
+    cfg = preflight_train(config)  # the training flow's checks: device, data, windows, folds
+    tune.preflight_study(cfg)  # a bad device, storage or scheduler fails here, before any run exists
     tracking.cancelled.clear()
-    name = cfg.tune.study or f"{_data_label(cfg)}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = cfg.tune.study or f"{label_of(source_of(cfg))}-{time.strftime('%Y%m%d-%H%M%S')}"
     study = tune.open_study(cfg, name)
     tags = {"prefect.flow_run_id": str(runtime.flow_run.id),
             "prefect.flow_run_name": str(runtime.flow_run.name)}
@@ -80,8 +62,7 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
                                         cfg.tracking.metric, cfg.tracking.min_skill,
                                         version=summary.version,
                                         max_coverage_error=cfg.tracking.max_coverage_error)
-        aliases = tracking.snapshot_aliases(tracking.client(), cfg.tracking.model_name)
-        summary.aliases = sorted(a for a, v in aliases.items() if v == summary.version)
+        summary.aliases = training.aliases_of(cfg.tracking.model_name, summary.version)
     return summary
 
 
@@ -135,7 +116,7 @@ def _run_trials(study, cfg: PipelineConfig, parent_id: str, tags: dict[str, str]
 def _shared_api():
     """Dask workers run each task with the Prefect settings it was submitted under. With the
     temporary server those name no API, and every worker would start a server of its own
-    (FIELD-NOTES: 33 s instead of 10.6 s for 8 short tasks): hand them this run's API."""
+    (measured: 33 s instead of 10.6 s for 8 short tasks on 2 cores): hand them this run's API."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -181,7 +162,7 @@ def _train_best(cfg: PipelineConfig, best, parent_id: str, tags: dict[str, str])
 def _study_params(cfg: PipelineConfig, name: str) -> dict[str, object]:
     t = cfg.tune
     return {"study": name, "trials": t.trials, "sampler": t.sampler, "sampler_seed": t.sampler_seed,
-            "pruner": t.pruner, "dask_address": t.dask_address or "local", "data": _data_source(cfg),
+            "pruner": t.pruner, "dask_address": t.dask_address or "local", "data": source_of(cfg),
             "epochs": cfg.train.epochs,
             **{f"space_{k}": v.model_dump_json(exclude={"type"}) for k, v in t.space.items()}}
 
@@ -189,20 +170,12 @@ def _study_params(cfg: PipelineConfig, name: str) -> dict[str, object]:
 def _lineage(cfg, name, best, result: VariantResult, parent_id, tags) -> dict[str, object]:
     return {**tags, "parent_run_id": parent_id, "variant": result.variant, "optuna_study": name,
             "optuna_trial": best.number, "git_commit": git_commit(), "config_hash": config_hash(cfg),
-            "data": _data_source(cfg), f"test_{cfg.tracking.metric}": result.metrics[cfg.tracking.metric]}
+            "data": source_of(cfg), f"test_{cfg.tracking.metric}": result.metrics[cfg.tracking.metric]}
 
 
 def _describe(cfg, name, best, result: VariantResult) -> str:
     p = tune.trial_config(cfg, best.params)
     direction = "bidirectional" if result.variant == "brnn" else "unidirectional"
     return (f"{p.model.cell.upper()} {direction} ({p.model.hidden_size} hidden, {p.model.num_layers} "
-            f"layer) tuned on {_data_source(cfg)}: study {name}, trial {best.number}, val loss "
+            f"layer) tuned on {source_of(cfg)}: study {name}, trial {best.number}, val loss "
             f"{best.value:.4g}; test {cfg.tracking.metric} {result.metrics[cfg.tracking.metric]:.4g}")
-
-
-def _data_label(cfg: PipelineConfig) -> str:
-    return label_of(source_of(cfg))
-
-
-def _data_source(cfg: PipelineConfig) -> str:
-    return source_of(cfg)  # a URL's password masked

@@ -36,7 +36,10 @@ Moved modules, old -> new (for fixing imports; kept until the lead says otherwis
                                  (Holdout, holdout_of, score stay; score takes a loaded model)
     rnnflow.scoring           load_model -> rnnflow.tracking.models (also tracking.load_model)
     rnnflow.config            check_model_name -> rnnflow.tracking.registry
-    rnnflow.services          -> rnnflow.ops.services; artifact_location_gone -> rnnflow.tracking.models
+    rnnflow.services          -> rnnflow.ops.services (preflight now check_services);
+                                 artifact_location_gone -> rnnflow.tracking.models
+    rnnflow.tune.preflight    -> rnnflow.tune.preflight_study
+    flows.tune.TuneSummary    -> rnnflow.summary.TuneSummary
     rnnflow.settings          -> rnnflow.ops.settings
     rnnflow.guard             -> rnnflow.ops.guard (python -m rnnflow.ops.guard)
     rnnflow.serve             -> rnnflow.ops.serve

@@ -7,13 +7,14 @@ import signal
 import sys
 import threading
 import typing
+import warnings
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
 from rnnflow.config import ConfigError, MonitorConfig, PipelineConfig, load_config
-from rnnflow.ops.services import failure_line, preflight
+from rnnflow.ops.services import check_services, failure_line
 from rnnflow.ops.settings import apply_defaults
 
 # Exit codes, the same for every command; each failure is ONE line on stderr.
@@ -128,12 +129,12 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if cfg.train.warm_start:
-        preflight(prefect=False)  # the version to start from is read from the tracking store
+        check_services(prefect=False)  # the version to start from is read from the tracking store
     cfg = preflight_train(cfg)
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return EXIT_OK
-    preflight()
+    check_services()
     from flows.train import train_flow
     from rnnflow.summary import format_summary
 
@@ -146,7 +147,7 @@ def _retrain(args: argparse.Namespace) -> int:
     from rnnflow.retrain import format_retrain_summary, preflight_retrain
 
     cfg = config_from_args(args)
-    preflight()
+    check_services()
     preflight_retrain(cfg)  # the champion, the data and the judging rows, before any run
     from flows.retrain import retrain_flow
 
@@ -159,9 +160,9 @@ def _tune(args: argparse.Namespace) -> int:
     from rnnflow.preflight import preflight_train
 
     cfg = preflight_train(config_from_args(args))
-    preflight()
+    check_services()
     try:
-        tune.preflight(cfg)  # the storage opens and the scheduler answers, before any run exists
+        tune.preflight_study(cfg)  # the storage opens and the scheduler answers, before any run exists
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     from flows.tune import tune_flow
@@ -179,7 +180,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from rnnflow.sources import hide_password
 
-    preflight(prefect=args.flow)  # scoring without --flow needs no Prefect API
+    check_services(prefect=args.flow)  # scoring without --flow needs no Prefect API
     data = hide_password(args.data)  # the flow's parameters are stored by Prefect: never a password
     where = {name: getattr(args, f"data.{name}") for name in SCORING_WHERE if hasattr(args, f"data.{name}")}
     try:
@@ -213,7 +214,7 @@ def _monitor(args: argparse.Namespace) -> int:
         cfg = MonitorConfig(**values)
     except ValidationError as exc:
         raise ConfigError(describe(exc)) from None
-    preflight()
+    check_services()
     try:
         monitor.check_inputs(cfg)  # the version, its holdout and the source, before a flow run
     except (DataError, ValueError) as exc:
@@ -238,7 +239,7 @@ def _promote(args: argparse.Namespace) -> int:
     cfg = config_from_args(args).tracking
     # A flow run only with --flow: the rest is a few registry calls, and Prefect's temporary
     # server alone cost several times their time.
-    preflight(prefect=args.flow and not args.rollback)
+    check_services(prefect=args.flow and not args.rollback)
     version = args.force or args.version
     try:
         if args.rollback:
@@ -263,8 +264,9 @@ def _promote(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from rnnflow import tracking
 
-    preflight(prefect=args.prefect)
-    from rnnflow.ops import guard
+    check_services(prefect=args.prefect)
+    if args.prefect:
+        from rnnflow.ops import guard
 
     # Prefect (and its temporary server, guarded) only when a flow run is to be marked Crashed.
     result = tracking.sweep_runs(crash_flow_runs=args.prefect, before_prefect=guard.install)
@@ -291,7 +293,7 @@ def _serve(args: argparse.Namespace) -> int:
 
             overrides["data"]["path"] = hide_password(str(overrides["data"]["path"]))
     schedule = {"interval": args.interval} if args.interval else {"cron": args.cron} if args.cron else None
-    preflight()
+    check_services()
     try:
         return serve(args.deployment, schedule, args.port, overrides, args.limit)
     except ValueError as exc:
@@ -389,7 +391,20 @@ def _exit_on_sigterm(signum, frame) -> None:
     sys.exit(128 + signum)
 
 
+_format_warning = warnings.formatwarning
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """rnnflow's own warnings (a constant column that varies now, ...) as one line, like its
+    errors; Python's format adds the source line that warned, which tells a user nothing. A
+    loaded model warns from its own copy of rnnflow (its code path), so the folder's name decides."""
+    if "rnnflow" in Path(filename).parts:
+        return f"rnnflow: warning: {message}\n"
+    return _format_warning(message, category, filename, lineno, line)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     apply_defaults()

@@ -28,6 +28,8 @@ class Section(BaseModel):
 
 
 Normalize = Literal["auto", "none", "global", "window", "window_std", "diff"]
+# rnnflow/covariates.py computes each of these; kept here so the config needs no pandas import
+CALENDAR = ("hour", "dayofweek", "dayofmonth", "dayofyear", "weekofyear", "month")
 
 
 class DataConfig(Section):
@@ -72,6 +74,17 @@ class DataConfig(Section):
     stride: int | None = Field(None, gt=0, description="Rows between the starts of consecutive "
                                "windows (default: 1 to forecast, the window per step)")
     season_length: int | None = Field(None, gt=0, description="Season for the seasonal-naive baseline")
+    calendar: list[str] = Field(["none"], description="Calendar features from the time axis, as "
+                                "sin/cos pairs for the window and every forecast step: auto (what the "
+                                "frequency makes meaningful), none, or names from " + ", ".join(CALENDAR))
+    holidays: str | None = Field(None, description="Country code (ISO 3166, e.g. US, GB) whose public "
+                                 "holidays are a 0/1 input for the window and every forecast step")
+    future_features: list[str] = Field([], description="Input columns known ahead (a promotion plan, a "
+                                       "price list): scoring files hold their values for the rows past "
+                                       "the end, whose targets are blank")
+    static_features: list[str] = Field([], description="Numeric columns constant within each series of "
+                                       "a panel (--id-column): a store's size, a sensor's height; an input "
+                                       "for every forecast step")
     window: int = Field(48, gt=0, description="Time steps per input window")
     horizon: int = Field(1, gt=0, description="Steps to forecast; per-step sources predict every step")
     n_series: int = Field(16, gt=0, description="Series to generate (generated sources)")
@@ -98,6 +111,28 @@ class DataConfig(Section):
         # Before the config exists: nothing logged, tagged or passed on can hold the password.
         return path and hide_password(path)
 
+    @field_validator("calendar")
+    @classmethod
+    def _calendar_names(cls, spec: list[str]) -> list[str]:
+        if spec in (["auto"], ["none"]):
+            return spec
+        bad = [n for n in spec if n not in CALENDAR]
+        if bad or not spec or len(set(spec)) < len(spec):
+            raise ValueError(f"{(bad or spec or [''])[0]!r} is not allowed: give auto, none, or distinct names "
+                             f"from {', '.join(CALENDAR)}")
+        return spec
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, code: str | None) -> str | None:
+        import holidays  # imported here: the check is the only use of it at config time
+
+        known = holidays.list_supported_countries()
+        if code is not None and code not in known:
+            raise ValueError(f"{code!r} is not a country code the holidays package knows "
+                             f"(ISO 3166, e.g. US, GB, DE, FR; {len(known)} supported)")
+        return code
+
     @model_validator(mode="after")
     def _consistent(self) -> DataConfig:
         if SOURCES[self.source].takes and not (self.path and self.target):
@@ -115,6 +150,18 @@ class DataConfig(Section):
         if self.per_step and self.normalize in ("window", "window_std", "diff"):
             raise ValueError(f"normalize {self.normalize!r} needs a forecasting task; source "
                              f"{self.source!r} predicts every step: use global or none")
+        known = set(self.target) | set(self.features)
+        for name, cols in (("future_features", self.future_features), ("static_features", self.static_features)):
+            if set(cols) & known:
+                raise ValueError(f"{name}: {sorted(set(cols) & known)[0]!r} is also a target or another "
+                                 "feature; name a column in one role only")
+            known |= set(cols)
+        if self.static_features and not self.id_column:
+            raise ValueError("static_features are constant per series of a panel: name the series with --id-column")
+        if (self.future_features or self.static_features or self.holidays or self.calendar != ["none"]) \
+                and self.source != "file":
+            raise ValueError("calendar, holidays and future_features read a file's columns and time axis: "
+                             "use them with --data FILE")
         if self.season_length and self.season_length > self.window:
             raise ValueError(f"season_length {self.season_length} is longer than window {self.window}: "
                              "the seasonal-naive baseline looks one season back inside a window; "

@@ -51,6 +51,8 @@ class Columns:
     series_id: str | None = None
     targets_are_inputs: bool = True  # forecasting: a target's history is an input too
     layout: str = "long"
+    future: list[str] = field(default_factory=list)  # inputs known ahead, for every forecast step
+    static: list[str] = field(default_factory=list)  # constant per series (panels)
 
     @property
     def inputs(self) -> list[str]:
@@ -59,8 +61,13 @@ class Columns:
 
     @property
     def values(self) -> list[str]:
-        """Every numeric column read: inputs, then targets that are not inputs."""
-        return list(dict.fromkeys([*self.inputs, *self.targets]))
+        """Every numeric column read: inputs, then targets that are not inputs, then future ones."""
+        return list(dict.fromkeys([*self.inputs, *self.targets, *self.future, *self.static]))
+
+    @property
+    def given(self) -> list[str]:
+        """The numeric columns a scoring file must hold: inputs, future and static columns."""
+        return list(dict.fromkeys([*self.inputs, *self.future, *self.static]))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +138,7 @@ def prepare(frame: pd.DataFrame, cols: Columns, missing: str, axis: TimeAxis | N
     if cols.layout == "wide" and cols.targets[0] not in frame.columns:
         frame = melt_wide(frame, cols, source)
     check_names(cols, source)
-    numeric = cols.inputs if scoring else cols.values
+    numeric = cols.given if scoring else cols.values
     wanted = [c for c in (cols.series_id, cols.time) if c] + numeric
     absent = [c for c in wanted if c not in frame.columns]
     if absent:

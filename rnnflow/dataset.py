@@ -79,9 +79,9 @@ def _load(cfg: DataConfig, source: str, raw: pd.DataFrame, columns: Columns,
     frame, pre = pre.prepare(raw, source)
     segments = pre.segments(frame, cfg.val_fraction, cfg.test_fraction, source)
     pre = pre.fit(frame, segments[0])
+    refuse_constant_targets(pre, source)
     if warm is not None:
         pre = warm.scalers(pre)
-    refuse_constant_targets(pre, source)
     try:
         parts = [pre.windows(frame, s) if any(hi > lo for lo, hi in s.values()) else None
                  for s in segments]

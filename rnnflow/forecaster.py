@@ -54,14 +54,15 @@ class Forecaster(mlflow.pyfunc.PythonModel):
         self.network, self.pre = load_checkpoint(context.artifacts["checkpoint"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        frame, _ = self.pre.prepare(pd.DataFrame(model_input), source="input", scoring=True)
-        self.pre.warn_drift(frame)
-        rows = self.pre.series_rows(frame)
+        # `pre` also holds the rows ahead (future columns past the last target) of this input
+        frame, pre = self.pre.prepare(pd.DataFrame(model_input), source="input", scoring=True)
+        pre.warn_drift(frame)
+        rows = pre.series_rows(frame)
         shortest = min((b - a for a, b in rows.values()), default=0)
-        if shortest < self.pre.window:
+        if shortest < pre.window:
             raise DataError(f"input has {shortest} rows{' in its shortest series' if len(rows) > 1 else ''}; "
-                            f"the model reads windows of {self.pre.window} rows")
-        w = self.pre.windows(frame, targets=False)
+                            f"the model reads windows of {pre.window} rows")
+        w = pre.windows(frame, targets=False)
         qf = self.quantile_forecast(w)
         point = self.forecast(w) if qf is None else qf[..., median_index(self.quantiles)]
         return self.table(frame, w, point, qf)
@@ -170,7 +171,7 @@ def signature(pre: Preprocessor, raw: pd.DataFrame, quantiles: tuple[float, ...]
     cols = pre.columns
     ids = [ColSpec(AnyType(), cols.series_id)] if cols.series_id else []
     time = [ColSpec(AnyType(), cols.time)] if cols.time else []
-    names = [c for c in raw.columns if c != cols.time] if cols.layout == "wide" else cols.inputs
+    names = [c for c in raw.columns if c != cols.time] if cols.layout == "wide" else cols.given
     values = [ColSpec(AnyType(), c) for c in names]
     steps = [ColSpec("long", "step")] if pre.horizon else []
     levels = [ColSpec("double", c) for *_, c in quantile_columns(cols.targets, tuple(quantiles))]
@@ -180,20 +181,24 @@ def signature(pre: Preprocessor, raw: pd.DataFrame, quantiles: tuple[float, ...]
 
 
 def input_example(raw: pd.DataFrame, pre: Preprocessor) -> pd.DataFrame:
-    """The last raw rows of the last series that make two windows, as the model takes them."""
+    """The last raw rows of the last series that make two windows, as the model takes them;
+    with future columns, the last ``horizon`` of them are rows ahead (targets blank)."""
     cols = pre.columns
     if cols.layout == "wide":
         steps = len(raw.columns) - (1 if cols.time else 0)
         return raw.tail(-(-(pre.window + 1) // steps) + 1)
-    rows = raw[[c for c in (cols.series_id, cols.time) if c] + cols.inputs]
+    rows = raw[[c for c in (cols.series_id, cols.time) if c] + cols.given]
     if cols.series_id:
         rows = rows[rows[cols.series_id] == rows[cols.series_id].iloc[-1]]
     if cols.time and pre.sort_time:  # the file's order is not time order: take the latest rows
         when = parse_time(rows[cols.time], cols.time, pre.axis.format if pre.axis else None, "data")
         rows = rows.iloc[np.argsort(when.to_numpy(), kind="stable")]
-    rows = rows.tail(pre.window + (1 if pre.horizon else 0)).copy()
-    for c in cols.inputs:
+    ahead = pre.horizon if cols.future else 0
+    rows = rows.tail(pre.window + (1 if pre.horizon else 0) + ahead).copy()
+    for c in cols.given:
         rows[c] = rows[c].astype("float64")
+    if ahead:
+        rows.iloc[-ahead:, [rows.columns.get_loc(t) for t in cols.targets]] = np.nan
     if cols.series_id:
         rows[cols.series_id] = rows[cols.series_id].astype(str)
     return rows.reset_index(drop=True)

@@ -99,14 +99,15 @@ def calibration(nominal: Sequence[float], observed: Mapping[str, Sequence[float]
 
 
 def forecast_bands(actual: np.ndarray, bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                   title: str, label: str = "interval") -> Figure:
+                   title: str, label: str = "interval", time: np.ndarray | None = None,
+                   ylabel: str = "value", xlabel: str | None = None) -> Figure:
     """A stretch of the test set: actual values in black and, per forecast, its median line and
     its interval (lower, upper) shaded in the same colour; ``bands``: name -> (median, lower,
-    upper), each shaped like ``actual`` (1-D)."""
+    upper), each shaped like ``actual`` (1-D); x axis ``time`` (the data's stamps) or steps."""
     actual = np.asarray(actual)
-    fig = Figure(figsize=(10, 4), layout="constrained")
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.add_subplot()
-    steps = np.arange(len(actual))
+    steps = np.arange(len(actual)) if time is None else np.asarray(time)
     for i, (name, (mid, lo, hi)) in enumerate(bands.items()):
         if not np.shape(mid) == np.shape(lo) == np.shape(hi) == actual.shape:
             raise ValueError(f"band of {name!r} is not shaped like actual {actual.shape}")
@@ -114,17 +115,14 @@ def forecast_bands(actual: np.ndarray, bands: Mapping[str, tuple[np.ndarray, np.
         ax.fill_between(steps, lo, hi, color=color, alpha=0.25, linewidth=0, label=f"{name} {label}")
         ax.plot(steps, mid, color=color, linewidth=1.2, label=f"{name} median")
     ax.plot(steps, actual, color=ACTUAL_COLOR, linewidth=1.5, label="actual")
-    _label(ax, title)
-    return fig
-
-
-def _label(ax, title: str) -> None:
-    """Step and value axes, title, a light grid and the legend of a forecast figure."""
-    ax.set_xlabel("step")
-    ax.set_ylabel("value")
+    ax.set_xlabel(xlabel or ("time" if time is not None else "step"))
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
+    if np.issubdtype(steps.dtype, np.datetime64):
+        ax.tick_params(axis="x", labelrotation=30)  # long stamps would overlap
+    return fig
 
 
 def comparison_table(rows: Sequence[Mapping[str, object]], sort_by: str = "rmse") -> pd.DataFrame:

@@ -1,6 +1,12 @@
-"""Checks each flow runs first, without Prefect: the CLI calls them before any flow starts
-(bad input exits with code 2 before a run exists), and the flows call them again, which costs
-nothing because the data they read are kept for the flow's first task."""
+"""The checks each flow runs first, without Prefect: the CLI calls them before any flow starts
+(bad input exits with code 2 before a run exists), and the flow calls the same one again, which
+costs nothing because what they read is kept for the flow:
+
+train, tune  ``preflight_train`` (the data are kept for the first task); tune adds
+             ``tune.preflight_study`` (storage, scheduler)
+promote      ``tracking.challenger_holdout`` (the holdout is downloaded once per process)
+predict      ``scoring.check_scoring_inputs`` (the flow scores with the model it loaded)
+"""
 
 from __future__ import annotations
 

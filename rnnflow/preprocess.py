@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from rnnflow import covariates
 from rnnflow.config import DataConfig
 from rnnflow.data import SINGLE, Columns, DataError, TimeAxis, prepare
 from rnnmodel import Scaler, Sequences
@@ -40,7 +41,7 @@ class Windows:
     T targets. ``loc``/``scale`` are in the data's units: data = normalised * scale + loc.
     """
 
-    x: np.ndarray  # (n, W, C) network input
+    x: np.ndarray  # (n, W, C) network input; with F known features (n, W + S, C + F), see `known_size`
     y: np.ndarray | None  # (n, S, T) normalised targets (None when scoring new rows)
     loc: np.ndarray  # (n, 1, T)
     scale: np.ndarray  # (n, 1, T)
@@ -70,24 +71,51 @@ class Preprocessor:
     season_length: int | None = None
     axis: TimeAxis | None = None  # fixed by the first `prepare` (training)
     scalers: dict[str, Scaler] = field(default_factory=dict)  # per series id
+    calendar: list[str] = field(default_factory=list)  # --calendar; resolved by the first `prepare`
+    holidays: str | None = None  # country code of the holiday flag
+    static_scale: list[list[float]] | None = None  # mean and std of each static column across series
+    # Scoring only, never stored: per series, the rows past its end (time -> future columns)
+    ahead: dict[str, pd.DataFrame] | None = None
 
     @classmethod
     def from_config(cls, cfg: DataConfig, columns: Columns) -> Preprocessor:
         return cls(columns, cfg.window, None if cfg.per_step else cfg.horizon, cfg.step, cfg.scaling,
-                   cfg.missing, cfg.sort_time, cfg.time_format, cfg.freq, cfg.season_length)
+                   cfg.missing, cfg.sort_time, cfg.time_format, cfg.freq, cfg.season_length,
+                   calendar=list(cfg.calendar), holidays=cfg.holidays)
 
     @property
     def steps(self) -> int:
         """Output steps per window."""
         return self.horizon or self.window
 
+    @property
+    def known_columns(self) -> list[str]:
+        """What is known for every forecast step, in the order the network reads it: future
+        columns (globally scaled), static ones (scaled across series), then calendar sin/cos
+        pairs and the holiday flag."""
+        return [*self.columns.future, *self.columns.static, *covariates.columns(self.calendar, self.holidays)]
+
+    @property
+    def known_size(self) -> int:
+        """F: the last F inputs of each row are known ahead; then ``x`` holds the window's W rows
+        followed by one row per forecast step whose other inputs are zero."""
+        return len(self.known_columns) if self.horizon else 0
+
     # -- rows -------------------------------------------------------------------------------
     def prepare(self, raw: pd.DataFrame, source: str = "data", scoring: bool = False) -> tuple[pd.DataFrame, Preprocessor]:
         """Checked, ordered, filled rows; the returned preprocessor knows the time axis.
         ``scoring``: targets that are not inputs (per-step tasks) need not be there."""
+        ahead = None
+        if scoring and self.columns.future:
+            raw, ahead = covariates.split_ahead(raw, self.columns)
         frame, axis = prepare(raw, self.columns, self.missing, self.axis, scoring=scoring, sort_time=self.sort_time,
                               time_format=self.time_format, freq=self.freq, source=source)
-        return frame, replace(self, axis=axis)
+        first = frame[self.columns.time].iloc[0] if self.columns.time and len(frame) else None
+        calendar = covariates.resolve(self.calendar, axis, self.columns.time, first, self.holidays, source)
+        if ahead is not None:
+            ahead = covariates.read_ahead(ahead, self.columns, axis, source)
+        covariates.check_static(frame, self.columns, source)
+        return frame, replace(self, axis=axis, calendar=calendar, ahead=ahead)
 
     def series_rows(self, frame: pd.DataFrame) -> dict[str, tuple[int, int]]:
         """Series id -> its rows [start, stop) in ``frame`` (sorted by series by `prepare`)."""
@@ -125,7 +153,12 @@ class Preprocessor:
             lo, hi = train[sid]
             rows = values[a + lo:a + hi]
             scalers[sid] = Scaler.identity(values.shape[1]) if self.scaling == "none" else Scaler.fit(rows)
-        return replace(self, scalers=scalers)
+        static = None
+        if self.columns.static:  # within a series a static column is constant: scale it across series
+            first = frame.groupby(self.columns.series_id, sort=False)[self.columns.static].first().to_numpy(np.float64)
+            spread = first.std(axis=0)
+            static = [first.mean(axis=0).tolist(), np.where(spread > 0, spread, 1.0).tolist()]
+        return replace(self, scalers=scalers, static_scale=static)
 
     # -- windows ----------------------------------------------------------------------------
     def windows(self, frame: pd.DataFrame, ranges: Ranges | None = None, targets: bool = True) -> Windows:
@@ -148,7 +181,10 @@ class Preprocessor:
                 hi, horizon = hi + horizon, horizon  # windows may end at the last row
             starts = window_starts(lo, hi, self.window, horizon, self.stride)
             if len(starts):
-                parts.append(self._cut(values[a:b], starts, a, sid, inputs, tpos, targets))
+                part = self._cut(values[a:b], starts, a, sid, inputs, tpos, targets)
+                if self.known_size:
+                    part = (self._with_known(frame, (a, b), sid, starts, part[0]), *part[1:])
+                parts.append(part)
         if not parts:
             raise DataError(f"no complete window of {self.window} rows"
                             + (f" with {self.horizon} target rows after it" if self.horizon and targets else ""))
@@ -195,6 +231,52 @@ class Preprocessor:
         return (x.astype(np.float32), None if y is None else y.astype(np.float32), t_loc * std + mean,
                 t_sc * std, raw_x[..., inputs], actual, np.full(n, sid, dtype=object), rows)
 
+    def _with_known(self, frame: pd.DataFrame, span: tuple[int, int], sid: str, starts: np.ndarray,
+                    x: np.ndarray) -> np.ndarray:
+        """x (n, W, C) -> (n, W + H, C + F): the known values beside each window row, then one
+        row per forecast step holding only them (its past-only inputs are zero)."""
+        a, b = span
+        known, missing = self._known_rows(frame, a, b, sid)  # (rows + H, F)
+        window, h = self.window, self.horizon
+        past = known[starts[:, None] + np.arange(window)]  # (n, W, F)
+        ahead = known[starts[:, None] + window + np.arange(h)]  # (n, H, F)
+        if np.isnan(ahead).any():  # only scoring reaches past the last row
+            col = self.known_columns[int(np.flatnonzero(np.isnan(ahead).any(axis=(0, 1)))[0])]
+            raise DataError(missing or f"future column {col!r} has no values after the last row"
+                            f"{f' of series {sid!r}' if sid != SINGLE else ''}; add the {h} rows ahead "
+                            "with the targets blank and this column filled")
+        zeros = np.zeros((len(starts), h, x.shape[-1]), x.dtype)
+        return np.concatenate([np.concatenate([x, past], axis=2),
+                               np.concatenate([zeros, ahead], axis=2)], axis=1).astype(np.float32)
+
+    def _known_rows(self, frame: pd.DataFrame, a: int, b: int, sid: str) -> tuple[np.ndarray, str | None]:
+        """(b - a + H, F): the known columns of a series' rows and of the H steps after its
+        last one (future columns from the rows ahead given for scoring, else NaN), and the
+        line that names the first missing future value, if any."""
+        h, cols = self.horizon, self.columns
+        out = np.full((b - a + h, len(self.known_columns)), np.nan)
+        times = frame[cols.time].iloc[a:b] if cols.time else None
+        after = [times.iloc[-1] + self.axis.offset(k) for k in range(1, h + 1)] if cols.time else []
+        missing = None
+        if cols.future:
+            scaler = self.scalers[sid]
+            k = [cols.values.index(c) for c in cols.future]
+            values = frame[cols.future].to_numpy(np.float64)[a:b]
+            if self.ahead is not None:  # scoring a file with rows ahead: every step needs them
+                where = f" in series {sid!r}" if sid != SINGLE else ""
+                given, missing = covariates.ahead_values(self.ahead.get(sid), after, times.iloc[-1], self.axis,
+                                                         cols.future, where)
+                values = np.concatenate([values, given])
+            out[:len(values), :len(k)] = (values - scaler.mean[k]) / scaler.std[k]
+        if cols.static:
+            mean, std = self.static_scale
+            first = frame[cols.static].to_numpy(np.float64)[a]
+            out[:, len(cols.future):len(cols.future) + len(cols.static)] = (first - mean) / np.asarray(std)
+        if len(self.known_columns) > len(cols.future) + len(cols.static):
+            stamps = np.concatenate([times.to_numpy(), np.array(after, dtype=times.dtype)])
+            out[:, len(cols.future) + len(cols.static):] = covariates.features(stamps, self.axis, self.calendar, self.holidays)
+        return out, missing
+
     def inverse(self, out: np.ndarray, w: Windows) -> np.ndarray:
         """Network outputs (n, S, T), normalised, -> forecasts in the data's units; quantile
         outputs (n, S, T, Q) map each level the same way."""
@@ -232,7 +314,8 @@ class Preprocessor:
         return {"columns": self.columns.to_dict(), "window": self.window, "horizon": self.horizon,
                 "stride": self.stride, "scaling": self.scaling, "missing": self.missing,
                 "sort_time": self.sort_time, "time_format": self.time_format, "freq": self.freq,
-                "season_length": self.season_length,
+                "season_length": self.season_length, "calendar": self.calendar, "holidays": self.holidays,
+                "static_scale": self.static_scale,
                 "axis": self.axis.to_dict() if self.axis else None,
                 "scalers": {sid: s.to_dict() for sid, s in self.scalers.items()}}
 

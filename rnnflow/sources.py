@@ -39,7 +39,8 @@ class Source:
 
 # -- user data: --data names them ------------------------------------------------------------
 def _roles(cfg: DataConfig) -> Columns:
-    return Columns(list(cfg.target), list(cfg.features), cfg.time_column, cfg.id_column, True, cfg.layout)
+    return Columns(list(cfg.target), list(cfg.features), cfg.time_column, cfg.id_column, True, cfg.layout,
+                   list(cfg.future_features), list(cfg.static_features))
 
 
 def is_url(path: str) -> bool:

@@ -1,10 +1,11 @@
-"""What a training run reports: the summary a user reads, run names, version lineage."""
+"""What a training or tuning run reports: the summaries a user reads, run names, version lineage."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,23 @@ class TrainSummary:
     version: str | None = None
     decision: Decision | None = None
     aliases: list[str] = field(default_factory=list)  # of the new version, after promotion
+
+
+@dataclass
+class TuneSummary:
+    study_name: str
+    parent_run_id: str
+    counts: Counter  # this flow run's trials by state: complete, pruned, failed
+    study_trials: int  # every trial the study has, earlier runs' included
+    best_trial: int
+    best_params: dict
+    best_value: float  # validation loss of the best trial
+    best: VariantResult  # the best trial retrained: test metrics, run, model
+    trials: list[dict] = field(default_factory=list)
+    model_name: str | None = None
+    version: str | None = None
+    decision: Decision | None = None
+    aliases: list[str] = field(default_factory=list)
 
 
 def parent_run_name(ds: Dataset, tags: dict[str, str]) -> str:
@@ -101,7 +119,7 @@ def ui_hint(run_id: str) -> str:
     return f"  open the MLflow UI: make ui, then {url}"
 
 
-def format_tune_summary(s, cfg: PipelineConfig) -> str:  # s: flows.tune.TuneSummary
+def format_tune_summary(s: TuneSummary, cfg: PipelineConfig) -> str:
     """Trials by state, the best trial, its test metrics and what the registry did with it."""
     c, m = s.counts, s.best.metrics
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_params.items())

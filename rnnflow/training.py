@@ -51,7 +51,7 @@ def network_config(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Networ
         input_size=ds.train.x.shape[-1], output_size=len(ds.pre.columns.targets),
         hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
         bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon,
-        quantiles=tuple(cfg.model.quantiles))
+        quantiles=tuple(cfg.model.quantiles), known_size=ds.pre.known_size)
 
 
 def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant, warm: WarmStart | None = None) -> SequenceRegressor:
@@ -84,14 +84,17 @@ def plot_test_stretch(ds: Dataset, forecasts: dict[str, np.ndarray], title: str)
     on a stretch of the test set, over the data's own time stamps, in the target's units."""
     w, pre = ds.test, ds.pre
     at = test_stretch(w, pre.horizon is None)
-    rows = w.rows[at[:2]]
-    time_col = pre.columns.time
-    time = ds.frame[time_col].to_numpy()[rows] if time_col else rows
-    target = pre.columns.targets[0]
     return plots.forecast_vs_actual(
-        w.actual[at], {name: f[at] for name, f in forecasts.items()}, title, time=time,
-        naive=pre.naive(w)[at], ylabel=f"{target} ({ds.unit})" if ds.unit else target,
-        xlabel=time_col or "row")
+        w.actual[at], {name: f[at] for name, f in forecasts.items()}, title,
+        naive=pre.naive(w)[at], **stretch_axes(ds, at))
+
+
+def stretch_axes(ds: Dataset, at: tuple) -> dict:
+    """time, xlabel and ylabel of a plotted test stretch ``at``: the data's own stamps, the
+    target's name and unit."""
+    rows, time_col, target = ds.test.rows[at[:2]], ds.pre.columns.time, ds.pre.columns.targets[0]
+    return {"time": ds.frame[time_col].to_numpy()[rows] if time_col else rows,
+            "xlabel": time_col or "row", "ylabel": f"{target} ({ds.unit})" if ds.unit else target}
 
 
 def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, np.ndarray | None]:
@@ -114,12 +117,13 @@ def score_intervals(model: SequenceRegressor, ds: Dataset) -> tuple[dict, dict, 
     return val, test | intervals.scores(qf, naive, ds.test, q), qf
 
 
-def band_of(qf: np.ndarray, quantiles: tuple[float, ...], per_step: bool) -> tuple[np.ndarray, ...]:
-    """(median, lower, upper) of the widest central interval, on the plotted test stretch."""
+def band_of(qf: np.ndarray, quantiles: tuple[float, ...], at: tuple) -> tuple[np.ndarray, ...]:
+    """(median, lower, upper) of the widest central interval on the plotted test stretch
+    ``at`` (test_stretch); ``qf``: quantiles (windows, steps, targets, Q)."""
     from rnnmodel.quantiles import central_pairs, median_index
 
     lo, hi, _ = max(central_pairs(quantiles), key=lambda p: p[2])
-    return tuple(test_stretch(qf[..., k], per_step) for k in (median_index(quantiles), lo, hi))
+    return tuple(qf[..., k][at] for k in (median_index(quantiles), lo, hi))
 
 
 def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dataset, qf: np.ndarray) -> None:
@@ -135,10 +139,11 @@ def log_interval_plots(run_id: str, name: str, model: SequenceRegressor, ds: Dat
                                                      "calibrated": observed_levels(qf, ds.test.actual)},
                                                   f"{name}: calibration (test set)"), "plots/calibration.png")
     if central_pairs(q):
-        per_step = pre.horizon is None
+        at = test_stretch(ds.test, pre.horizon is None)
         tracking.log_figure(run_id, plots.forecast_bands(
-            test_stretch(ds.test.actual, per_step), {name: band_of(qf, q, per_step)},
-            f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval"),
+            ds.test.actual[at], {name: band_of(qf, q, at)},
+            f"{name}: forecast with its {_widest(q)} interval (test set)", f"{_widest(q)} interval",
+            **stretch_axes(ds, at)),
             "plots/forecast_bands.png")
 
 
@@ -220,9 +225,11 @@ def log_comparison(parent_id: str, results: dict[str, VariantResult], ds: Datase
         from rnnmodel.quantiles import central_pairs
 
         if central_pairs(q):
+            at = test_stretch(ds.test, ds.pre.horizon is None)
             tracking.log_figure(parent_id, plots.forecast_bands(
-                test_stretch(ds.test.actual, per_step), {v: band_of(r.quantiles, q, per_step) for v, r in results.items()},
-                f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval"),
+                ds.test.actual[at], {v: band_of(r.quantiles, q, at) for v, r in results.items()},
+                f"Forecasts with their {_widest(q)} intervals (test set)", f"{_widest(q)} interval",
+                **stretch_axes(ds, at)),
                 "plots/forecast_bands.png")
     rows = comparison_rows(results, cfg)
     tracking.log_table(parent_id, plots.comparison_table(rows, sort_by=cfg.tracking.metric), "comparison.json")

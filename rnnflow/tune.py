@@ -121,7 +121,7 @@ def check_scheduler(address: str, timeout: float = 5) -> None:
                          f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 
-def preflight(cfg: PipelineConfig) -> None:
+def preflight_study(cfg: PipelineConfig) -> None:
     """Everything a study needs that the config cannot check: ValueError before any run."""
     from rnnmodel import resolve_device
 

@@ -25,6 +25,7 @@ class NetworkConfig:
     dropout: float = 0.0  # between stacked layers (PyTorch applies none with one layer)
     horizon: int | None = None  # None: one output per input step; H: H steps after the window
     quantiles: tuple[float, ...] = ()  # sorted levels with 0.5, one output each; (): one point
+    known_size: int = 0  # F: the last F inputs are known ahead; x then ends with H rows of them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
@@ -39,6 +40,9 @@ class NetworkConfig:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.horizon is not None and self.horizon < 1:
             raise ValueError(f"horizon must be a positive integer or None, got {self.horizon}")
+        if self.known_size and (self.horizon is None or not 0 < self.known_size <= self.input_size):
+            raise ValueError(f"known_size={self.known_size} needs a horizon and at most input_size="
+                             f"{self.input_size} inputs, got horizon={self.horizon}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -72,6 +76,15 @@ class SequenceRegressor(nn.Module):
     Q), non-crossing by construction (``rnnmodel.quantiles.monotone``); the buffer
     ``calibration`` (H or 1, output_size, Q), zero until ``calibrate`` sets it, is the conformal
     shift added after training, so a checkpoint's state_dict carries its calibration.
+
+    With ``known_size=F`` (calendar and future columns), ``x`` is (batch, window + H, input_size):
+    the window, then one row per forecast step whose last F inputs are that step's known values.
+    The encoder reads the window only; a second head adds, for each step h, a small MLP of
+    [encoder summary, known values of step h]. Why this and not a decoder RNN: the summary is
+    what the plain head already reads, so with F = 0 the network is the one before covariates,
+    the step-h effect of a calendar value is learned once for every step (weights shared over
+    steps, so a long horizon needs no more data), and a BRNN cannot peek at the future through
+    its backward pass, which a window extended by the future rows would allow.
     """
 
     def __init__(self, config: NetworkConfig):
@@ -84,7 +97,11 @@ class SequenceRegressor(nn.Module):
             c.input_size, c.hidden_size, num_layers=c.num_layers, batch_first=True,
             bidirectional=c.bidirectional, dropout=c.dropout if c.num_layers > 1 else 0.0,
         )
-        self.head = nn.Linear(c.hidden_size * c.num_directions, c.outputs_per_step * (c.horizon or 1))
+        summary = c.hidden_size * c.num_directions
+        self.head = nn.Linear(summary, c.outputs_per_step * (c.horizon or 1))
+        if c.known_size:  # head input per step = encoder summary + that step's known features
+            self.known_head = nn.Sequential(nn.Linear(summary + c.known_size, c.hidden_size), nn.ReLU(),
+                                            nn.Linear(c.hidden_size, c.outputs_per_step))
         if c.quantiles:
             self.register_buffer("calibration", torch.zeros(c.horizon or 1, c.output_size, c.n_quantiles))
 
@@ -93,14 +110,21 @@ class SequenceRegressor(nn.Module):
         return self.config.num_directions
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.known_size:
+            x, known = x[:, :-c.horizon], x[:, -c.horizon:, -c.known_size:]  # (batch, H, F)
         out, state = self.rnn(x)  # out: (batch, window, hidden * num_directions)
-        if self.config.horizon is None:
+        if c.horizon is None:
             return self._levels(self.head(out))  # (batch, window, output_size[, Q])
         h_n = state[0] if isinstance(state, tuple) else state  # LSTM returns (h_n, c_n)
         # h_n: (num_layers * num_directions, batch, hidden); keep the top layer's directions,
         # so a BRNN's backward half has read the whole window, not just its last step.
         last = h_n[-self.num_directions:].transpose(0, 1).flatten(1)  # (batch, hidden * dirs)
-        return self._levels(self.head(last).view(x.shape[0], self.config.horizon, -1))
+        y = self.head(last).view(x.shape[0], c.horizon, c.outputs_per_step)
+        if c.known_size:
+            per_step = torch.cat([last.unsqueeze(1).expand(-1, c.horizon, -1), known], dim=2)
+            y = y + self.known_head(per_step)  # (batch, H, outputs_per_step)
+        return self._levels(y)
 
     def _levels(self, out: torch.Tensor) -> torch.Tensor:
         """(batch, steps, outputs_per_step) -> (batch, steps, output_size), or with quantiles

@@ -35,7 +35,7 @@ class Splits(NamedTuple):
 
 
 # A column whose standard deviation is below this share of its mean's magnitude is constant:
-# 14.62 stored as float64 has a spread of ~1e-15 from rounding alone (cases/c05).
+# a price of 14.62 on every row, stored as float64, has a spread of ~1e-15 from rounding alone.
 CONSTANT_RTOL = 1e-9
 
 

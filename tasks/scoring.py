@@ -10,13 +10,13 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from rnnflow import scoring, tracking
+from rnnflow import scoring
 
 
 @task(cache_policy=NO_CACHE)
-def forecast(model_uri: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """Rolling forecasts of the model for every window of ``frame``."""
-    return tracking.load_model(model_uri).predict(frame)
+def forecast(model, frame: pd.DataFrame) -> pd.DataFrame:
+    """Rolling forecasts of ``model`` (a loaded pyfunc model) for every window of ``frame``."""
+    return model.predict(frame)
 
 
 # Errors a second try can fix: a full, busy or flaky disk. A missing folder, a file where a folder

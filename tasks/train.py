@@ -36,7 +36,8 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
     """Fit one variant (from ``warm``'s weights when given); log params, per-epoch losses,
     val/test metrics, skill, plots, the holdout and the model."""
     device = resolve_device(cfg.train.device)
-    name = f"{cfg.model.cell}-{variant}"
+    # "rnn" and "brnn" for the plain cell, "lstm-brnn" for another (not "rnn-rnn")
+    name = variant if cfg.model.cell == "rnn" else f"{cfg.model.cell}-{variant}"
     with tracking.tracked_run(cfg.tracking.experiment, name, parent_run_id, tags) as run_id:
         tracking.log_params(run_id, training.run_params(cfg, variant, device.type, ds))
         tracking.log_dataset(run_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training",

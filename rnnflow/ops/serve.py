@@ -124,20 +124,51 @@ def triggers_of(spec: dict) -> list:
     return TypeAdapter(list[DeploymentTriggerTypes]).validate_python(spec.get("triggers") or [])
 
 
+def config_type(spec: dict) -> type:
+    """The config class a deployment's flow takes as ``config`` (PipelineConfig for training,
+    retraining and tuning; MonitorConfig for the monitor), read from the flow's annotation."""
+    import typing
+
+    return typing.get_type_hints(import_flow(spec["entrypoint"]).fn).get("config", type(None))
+
+
+def training_overrides(spec: dict, overrides: dict | None) -> dict:
+    """The deployment's parameters with ``overrides`` (training flags, `serve --config`) merged
+    into its config, only where the flow takes a training config."""
+    from rnnflow.config import PipelineConfig, merge
+
+    params = spec.get("parameters", {})
+    if overrides and "config" in params and config_type(spec) is PipelineConfig:
+        params = {**params, "config": merge(params["config"], overrides)}
+    return params
+
+
 def check_deployments(specs: list[dict], overrides: dict | None) -> None:
-    """Every served training config validates now, before a server starts (ConfigError)."""
-    from rnnflow.config import load_config, merge
+    """Every served config validates now, as the class its flow takes, before a server starts
+    (ConfigError in one line)."""
+    from pydantic import ValidationError
+
+    from rnnflow.config import ConfigError, PipelineConfig, load_config
 
     for spec in specs:
-        params = spec.get("parameters", {})
-        if "config" in params:
-            load_config(overrides=merge(params["config"], overrides or {}))
+        params = training_overrides(spec, overrides)
+        if "config" not in params:
+            continue
+        kind = config_type(spec)
+        if kind is PipelineConfig:
+            load_config(overrides=params["config"])
+        else:
+            try:
+                kind.model_validate(params["config"])
+            except ValidationError as exc:
+                raise ConfigError(f"deployment {spec['name']!r}: {exc.errors()[0]['loc']}: "
+                                  f"{exc.errors()[0]['msg']}") from None
 
 
 def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, limit: int) -> int:
     from prefect import serve as prefect_serve
 
-    from rnnflow.config import load_config, merge
+    from rnnflow.config import load_config
     from rnnflow import tracking
 
     # Two runs creating a new SQLite store at once race on its migrations: create it now.
@@ -145,9 +176,7 @@ def _serve(specs: list[dict], schedule: dict | None, overrides: dict | None, lim
 
     deployments = []
     for spec in specs:
-        params = spec.get("parameters", {})
-        if overrides and "config" in params:
-            params = {**params, "config": merge(params["config"], overrides)}
+        params = training_overrides(spec, overrides)
         flow = import_flow(spec["entrypoint"])
         deployments.append(flow.to_deployment(name=spec["name"], parameters=params,
                                               schedules=schedules_of(spec, schedule),

@@ -109,7 +109,7 @@ def failure_line(exc: BaseException) -> str:
     return text
 
 
-def preflight(prefect: bool = True) -> None:
+def check_services(prefect: bool = True) -> None:
     """The tracking store answers, and so does PREFECT_API_URL when set: in seconds, before
     Prefect starts or any run exists. Imports neither Prefect nor MLflow: Prefect reads its
     settings once, at import, and `serve` sets PREFECT_API_URL after this."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Measured on this kind of machine (see FIELD-NOTES): analytics make the temporary server print
+# Measured on a 2-core machine with Prefect 3 and MLflow 3: analytics make the temporary server print
 # a 'database is locked' traceback, telemetry makes MLflow look up a remote host, and a new
 # temporary server can take more than Prefect's default 20 s to start.
 DEFAULTS = {

@@ -19,7 +19,7 @@ from mlflow.models import ModelSignature
 from rnnflow.data import DataError
 from rnnflow.holdout import Holdout
 from rnnflow.tracking import registry
-from rnnflow.tracking.backend import client
+from rnnflow.tracking.backend import client, tracking_uri
 from rnnflow.tracking.runs import set_tags
 
 # Pinned so that logging a model never starts MLflow's slow requirement inference.
@@ -78,8 +78,14 @@ def log_holdout(run_id: str, holdout: Holdout) -> None:
     set_tags(run_id, {"holdout_digest": holdout.digest})
 
 
+# Holdouts already read in this process, by (store, run, digest): a run's holdout is written
+# once, at training, so the CLI's check and the promotion flow after it download it once.
+_holdouts: dict[tuple[str, str, str], Holdout] = {}
+
+
 def load_holdout(run_id: str) -> Holdout:
-    """The holdout stored with ``run_id``; a clear error when the run has none."""
+    """The holdout stored with ``run_id``; a clear error when the run has none. Downloaded
+    once per process and run."""
     c = client()
     digest = c.get_run(run_id).data.tags.get("holdout_digest")
     names = {Path(a.path).name for a in c.list_artifacts(run_id, ARTIFACT_DIR)}
@@ -91,9 +97,13 @@ def load_holdout(run_id: str) -> Holdout:
     if digest is None or not {"rows.parquet", "test.json"} <= names:
         raise ValueError(f"run {run_id} has no holdout (artifact '{ARTIFACT_DIR}/'); "
                          "it was trained before holdouts were recorded: retrain it to compare")
-    folder = Path(c.download_artifacts(run_id, ARTIFACT_DIR, tempfile.mkdtemp()))
-    test = {sid: tuple(r) for sid, r in json.loads((folder / "test.json").read_text()).items()}
-    return Holdout(digest, pd.read_parquet(folder / "rows.parquet"), test)
+    key = (tracking_uri(), run_id, digest)
+    if key not in _holdouts:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(c.download_artifacts(run_id, ARTIFACT_DIR, tmp))
+            test = {sid: tuple(r) for sid, r in json.loads((folder / "test.json").read_text()).items()}
+            _holdouts[key] = Holdout(digest, pd.read_parquet(folder / "rows.parquet"), test)
+    return _holdouts[key]
 
 
 def challenger_holdout(name: str, version: str | None = None) -> tuple[str, Holdout]:

@@ -43,6 +43,10 @@ def test_csv_to_champion_to_predictions(tmp_path, mlflow_store, capsys):
     written = pd.read_csv(out)
     assert list(written.columns) == ["month", "origin", "step", "sales", "visits"]
     assert len(written) == (150 - 12 + 1) * 2 and written["month"].iloc[-1] == 151  # one horizon past the end
+    # Through the batch-predict flow (which scores with the model its check loaded): the same file.
+    flow_out = tmp_path / "flow-preds.csv"
+    assert main(["predict", "--data", str(tmp_path / "shop.csv"), "--out", str(flow_out), "--flow"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(flow_out), written)
 
     # From Python: the same numbers from a raw DataFrame.
     model = mlflow.pyfunc.load_model("models:/rnnflow@champion")
