@@ -53,7 +53,8 @@ team-status: install
 	$(BIN)/rnnflow team status
 
 # The quick benchmarks: training speed (under 3 minutes), forecast accuracy on every file in
-# ../shared/data (about 2 minutes), tuning (the plain Optuna loop against rnnflow tune); without
+# ../shared/data (about 2 minutes), tuning (the plain Optuna loop against rnnflow tune), the
+# monitor/retrain loop replayed on nottem (benchmarks/replay.py); without
 # --quick they are the full ones (benchmarks/RESULTS.md).
 # Darts and statsforecast come with the `bench` extra, held to the torch already installed;
 # without them their columns say "not installed" or are left out.
@@ -61,6 +62,7 @@ bench: $(VENV)/.bench-installed
 	$(BIN)/python benchmarks/train_speed.py --quick
 	$(BIN)/python benchmarks/accuracy.py --quick
 	$(BIN)/python benchmarks/tune_speed.py --quick
+	$(BIN)/python benchmarks/replay.py --quick
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PIP) install -e ".[dev,team,bench]" -c $(VENV)/constraints.txt || echo "the bench extra did not install: benchmarking without Darts and statsforecast"
