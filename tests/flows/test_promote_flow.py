@@ -73,8 +73,9 @@ def test_plain_promote_leaves_the_registry_as_it_was_when_an_alias_write_fails(m
     train_flow(tiny_config(train={"epochs": 8}, tracking={"min_improvement": 0.99}, **ONE))
     before = aliases()
     tags_before = [MlflowClient().get_model_version("rnnflow", v).tags for v in ("1", "2")]
-    monkeypatch.setattr(tracking, "client", lambda: FaultyClient(mlflow_store, method="set_registered_model_alias",
-                                                                 fail_on=2))
+    # the plain path takes its client from the backend directly (promotion.tracking_client)
+    monkeypatch.setattr(promotion, "tracking_client", lambda: FaultyClient(
+        mlflow_store, method="set_registered_model_alias", fail_on=2))
     with pytest.raises(Exception, match="injected failure on call 2"):
         promotion.promote("rnnflow", 0.0, "rmse")
     assert aliases() == before
