@@ -37,9 +37,14 @@ def check_ui_lists(port: int, flow_run_name: str) -> None:
     if not CHROMIUM:  # Debian: apt-get install chromium
         warnings.warn("chromium is not installed: the UI was checked through /ui-settings only")
         return
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-                          "--virtual-time-budget=20000", "--dump-dom", f"http://127.0.0.1:{port}/runs"],
-                         capture_output=True, text=True, timeout=120).stdout
+    # The runs list is a virtual scroller: it renders rows only once they are in a tall enough
+    # viewport, and the first load of a busy machine may end before the API answers: try again.
+    for _ in range(3):
+        dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,2400",
+                              "--virtual-time-budget=30000", "--dump-dom", f"http://127.0.0.1:{port}/runs"],
+                             capture_output=True, text=True, timeout=120).stdout
+        if flow_run_name in dom:
+            break
     assert flow_run_name in dom, f"the runs page does not list {flow_run_name}:\n{dom[-2000:]}"
 
 
