@@ -263,11 +263,9 @@ def _promote(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from rnnflow import tracking
+    from rnnflow.ops import guard  # standard library only; installed only if Prefect is imported
 
     check_services(prefect=args.prefect)
-    if args.prefect:
-        from rnnflow.ops import guard
-
     # Prefect (and its temporary server, guarded) only when a flow run is to be marked Crashed.
     result = tracking.sweep_runs(crash_flow_runs=args.prefect, before_prefect=guard.install)
     for run_id, why in result.killed.items():
