@@ -69,13 +69,7 @@ def forecast_vs_actual(actual: np.ndarray, predictions: Mapping[str, np.ndarray]
         ax.plot(x, naive, label="naive", **NAIVE_STYLE)
     for i, (name, pred) in enumerate(predictions.items()):
         ax.plot(x, np.asarray(pred), color=f"C{i % 10}", linewidth=1.4, label=name)
-    ax.set_xlabel(xlabel or ("time" if time is not None else "step"))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    if np.issubdtype(x.dtype, np.datetime64):
-        ax.tick_params(axis="x", labelrotation=30)  # long stamps would overlap
+    _label_time_axes(ax, title, x, xlabel or ("time" if time is not None else "step"), ylabel)
     return fig
 
 
@@ -115,14 +109,20 @@ def forecast_bands(actual: np.ndarray, bands: Mapping[str, tuple[np.ndarray, np.
         ax.fill_between(steps, lo, hi, color=color, alpha=0.25, linewidth=0, label=f"{name} {label}")
         ax.plot(steps, mid, color=color, linewidth=1.2, label=f"{name} median")
     ax.plot(steps, actual, color=ACTUAL_COLOR, linewidth=1.5, label="actual")
-    ax.set_xlabel(xlabel or ("time" if time is not None else "step"))
+    _label_time_axes(ax, title, steps, xlabel or ("time" if time is not None else "step"), ylabel)
+    return fig
+
+
+def _label_time_axes(ax, title: str, x: np.ndarray, xlabel: str, ylabel: str) -> None:
+    """Axis labels, title, a light grid and the legend of a plot over a test stretch; dates
+    slanted, since long stamps would overlap."""
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    if np.issubdtype(steps.dtype, np.datetime64):
-        ax.tick_params(axis="x", labelrotation=30)  # long stamps would overlap
-    return fig
+    if np.issubdtype(x.dtype, np.datetime64):
+        ax.tick_params(axis="x", labelrotation=30)
 
 
 def comparison_table(rows: Sequence[Mapping[str, object]], sort_by: str = "rmse") -> pd.DataFrame:
