@@ -92,7 +92,13 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
 
     require_free_port("127.0.0.1", port, "pass --port N, or set PREFECT_API_URL to serve "
                       "through the Prefect server that listens there")
-    with local_server(port) as api_url:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # Prefect reads its settings when it is imported (checking the deployments imported it), so
+    # the environment is too late for this process: without the setting its runner would start a
+    # temporary server of its own, which Ctrl-C stops before the runner can pause through it.
+    # The environment still carries the URL to the flow runs' subprocesses.
+    with local_server(port) as api_url, temporary_settings(updates={PREFECT_API_URL: api_url}):
         os.environ["PREFECT_API_URL"] = api_url
         return _serve(specs, schedule, overrides, limit)
 

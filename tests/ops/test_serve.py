@@ -69,15 +69,18 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
                             start_new_session=True)  # a process group of its own, as in a terminal
     client = MlflowClient(mlflow_store)
     try:
-        # The parent run ends before the promotion step moves `champion`: wait for both.
-        deadline, finished, champion = time.monotonic() + 150, [], None
-        while not champion and time.monotonic() < deadline and proc.poll() is None:
+        # The parent MLflow run ends before the promotion step moves `champion`, and the flow run
+        # ends after it: wait for all three (a signal before the flow run ends crashes it).
+        deadline, finished, champion, completed = time.monotonic() + 150, [], None, False
+        while not completed and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(2)
             exp = client.get_experiment_by_name("rnnflow")
             finished = [r for r in client.search_runs([exp.experiment_id]) if r.info.status == "FINISHED"
                         and "mlflow.parentRunId" not in r.data.tags] if exp else []
             champion = finished and client.search_model_versions("name = 'rnnflow'") and \
                 client.get_registered_model("rnnflow").aliases.get("champion")
+            completed = champion and (f"Flow run '{finished[0].data.tags['prefect.flow_run_name']}' - "
+                                      "Finished in state Completed()") in log_path.read_text()
         assert finished, f"no scheduled run completed; serve printed:\n{log_path.read_text()[-3000:]}"
         assert finished[0].data.tags["prefect.flow_run_id"]
         assert champion, f"no champion after the scheduled run; serve printed:\n{log_path.read_text()[-3000:]}"
@@ -95,7 +98,16 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
             code = None
     log.close()
     printed = log_path.read_text()
+    # Every run went through the server on --port: no second, temporary one for the runner.
+    assert "Starting temporary server" not in printed, printed[:1500]
     assert code is not None, f"serve did not stop within 30 s of {stop}:\n{printed[-3000:]}"
-    assert "Traceback" not in printed, printed[-3000:]
+    # A later scheduled run that the signal caught is crashed, as Ctrl-C in a terminal crashes it:
+    # Prefect logs that interrupt with its traceback. No other traceback, and no MLflow run RUNNING.
+    interrupted = printed.count("Engine execution interrupted by base exception")
+    assert printed.count("Traceback") == interrupted, printed[-3000:]
+    assert interrupted == 0 or "Execution was aborted by an interrupt signal" in printed, printed[-3000:]
+    running = [r.info.run_name for r in client.search_runs([client.get_experiment_by_name("rnnflow").experiment_id])
+               if r.info.status == "RUNNING"]
+    assert not running, f"left RUNNING after {stop}: {running}"
     with socket.socket() as s:  # the server it started is gone with it
         assert s.connect_ex(("127.0.0.1", port)) != 0
