@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import torch
@@ -20,7 +22,8 @@ from tests.conftest import tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
 
-AIR = "../shared/data/airpassengers.csv"
+# Box & Jenkins monthly airline passengers, 1949-1960 (144 rows), shipped with the tests.
+AIR = Path(__file__).parents[1] / "data" / "airpassengers.csv"
 DATA = {"target": ["passengers"], "time_column": "month", "window": 12}
 FLAGS = ["--target", "passengers", "--time-column", "month", "--window", "12", "--hidden-size", "8",
          "--epochs", "2", "--batch-size", "16", "--variants", "brnn", "--min-skill", "-10"]
