@@ -210,19 +210,32 @@ def _add_user(url: str, admin_password: str, user: str, password: str, permissio
             exp_id = made.json()["experiment_id"]
         else:
             exp_id = exp.json()["experiment"]["experiment_id"]
-        _grant(f"{api}/experiments/permissions", admin, {"experiment_id": exp_id}, user, permission)
+        _grant(url, admin, "experiment", exp_id, user, permission)
     for name in models:
         if requests.get(f"{api}/registered-models/get", params={"name": name}, auth=admin,
                         timeout=30).status_code != 200:
             requests.post(f"{api}/registered-models/create", json={"name": name}, auth=admin, timeout=30)
-        _grant(f"{api}/registered-models/permissions", admin, {"name": name}, user, permission)
+        _grant(url, admin, "registered_model", name, user, permission)
 
 
-def _grant(url: str, admin, target: dict, user: str, permission: str) -> None:
-    body = {**target, "username": user, "permission": permission}
-    r = requests.post(f"{url}/create", json=body, auth=admin, timeout=30)
-    if r.status_code != 200:  # already granted: change the level instead
-        requests.patch(f"{url}/update", json=body, auth=admin, timeout=30).raise_for_status()
+def _grant(url: str, admin, resource_type: str, resource_id: str, user: str, permission: str) -> None:
+    """Grant ``permission`` on one resource through MLflow's unified `users/permissions/grant`
+    (3.17 has no per-resource `.../permissions/create|update` routes; an older server, answering
+    404, gets those); a grant at another level is revoked, then made anew."""
+    api = f"{url.rstrip('/')}/api/3.0/mlflow/users/permissions"
+    target = {"username": user, "resource_type": resource_type, "resource_id": resource_id}
+    r = requests.post(f"{api}/grant", json={**target, "permission": permission}, auth=admin, timeout=30)
+    if r.status_code == 404:  # an MLflow before the unified grant: its per-resource routes
+        kind, key = ("experiments", "experiment_id") if resource_type == "experiment" else ("registered-models", "name")
+        legacy, body = f"{url.rstrip('/')}/api/2.0/mlflow/{kind}/permissions", {key: resource_id, "username": user,
+                                                                              "permission": permission}
+        if requests.post(f"{legacy}/create", json=body, auth=admin, timeout=30).status_code != 200:
+            requests.patch(f"{legacy}/update", json=body, auth=admin, timeout=30).raise_for_status()
+        return
+    if r.status_code != 200 and "RESOURCE_ALREADY_EXISTS" in r.text:
+        requests.post(f"{api}/revoke", json=target, auth=admin, timeout=30).raise_for_status()
+        r = requests.post(f"{api}/grant", json={**target, "permission": permission}, auth=admin, timeout=30)
+    r.raise_for_status()
 
 
 def create_pool(st: Stack) -> None:
