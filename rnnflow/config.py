@@ -296,9 +296,15 @@ class MonitorConfig(Section):
 
     model_uri: str = Field("models:/rnnflow@champion", min_length=1,
                            description="Registered version to watch: models:/NAME@ALIAS or models:/NAME/VERSION")
-    data: str = Field(..., min_length=1, description="The growing source (CSV or Parquet file) with "
-                      "the columns the version was trained on; rows after the last one it was "
+    data: str = Field(..., min_length=1, description="The growing source, with the columns the version "
+                      "was trained on: a CSV or Parquet file, a folder or glob of them, or an "
+                      "SQLAlchemy URL with --table or --query (a password is kept in "
+                      "RNNFLOW_DATA_PASSWORD and shown as ***); rows after the last one it was "
                       "trained and judged on are scored")
+    # The same fields as the training source's: one definition each.
+    table: str | None = DataConfig.model_fields["table"]
+    query: str | None = DataConfig.model_fields["query"]
+    duplicates: Literal["fail", "last", "first"] = DataConfig.model_fields["duplicates"]
     period: str | None = Field(
         None, description="Scoring period: a pandas period alias (D, W, M, Q, Y, h) on dated "
         "series, or a number of time steps; default: the series' season (season_length steps), "
@@ -317,6 +323,11 @@ class MonitorConfig(Section):
         "stale; default: the periods one window spans, plus one. A level shift leaves every "
         "window that straddles it wrong, and window normalisation has absorbed it one window "
         "later: it must not be called stale, a change that lasts longer must")
+
+    @field_validator("data")
+    @classmethod
+    def _no_password(cls, data: str) -> str:
+        return hide_password(data)  # before a flow parameter, tag or message can hold it
 
 
 class FloatRange(Section):

@@ -110,7 +110,7 @@ def assess(cfg: MonitorConfig) -> Assessment:
     new = _new_ranges(frame, pre, hold.frame, since)
     out = Assessment(name, version, mv.run_id, tracking.client().get_run(mv.run_id).info.experiment_id,
                      cfg.data, _show(since, pre), sum(b - a for a, b in new.values()),
-                     holdouts.score(model, hold), training_config=_training_config(mv.tags, cfg.data))
+                     holdouts.score(model, hold), training_config=_training_config(mv.tags, cfg))
     steps, out.period = period_steps(cfg.period, pre)
     out.stale_periods = cfg.stale_periods or math.ceil(pre.window / (steps or _steps_in(out.period, pre))) + 1
     new = {sid: r for sid, r in new.items() if r[1] > r[0]}
@@ -141,7 +141,7 @@ def _inputs(cfg: MonitorConfig):
     model = tracking.load_model(f"models:/{name}/{version}")
     mv = tracking.client().get_model_version(name, version)
     hold = tracking.load_holdout(mv.run_id)
-    frame, pre = model.unwrap_python_model().pre.prepare(read_table(cfg.data), source=cfg.data)
+    frame, pre = model.unwrap_python_model().pre.prepare(_rows(cfg, mv.tags), source=cfg.data)
     try:
         pre.check_series(frame)
     except DataError as exc:
@@ -204,12 +204,42 @@ def trained_until_tag(frame: pd.DataFrame, time: str | None) -> dict[str, str]:
     return {TRAINED_UNTIL: last.isoformat() if isinstance(last, pd.Timestamp) else repr(float(last))}
 
 
-def _training_config(tags: dict[str, str], data: str) -> dict | None:
+def _training_config(tags: dict[str, str], cfg: MonitorConfig) -> dict | None:
     if TRAINING_CONFIG not in tags:
         return None
     config = json.loads(tags[TRAINING_CONFIG])
-    config.setdefault("data", {})["path"] = data  # retrain on the source being watched
+    config["data"] = _watched(config.get("data", {}), cfg)  # retrain on the source being watched
     return config
+
+
+SOURCE_FIELDS = ("source", "path", "table", "query", "duplicates")
+
+
+def _watched(trained: dict, cfg: MonitorConfig) -> dict:
+    """The version's data section with the watched source in place of the one it was trained on
+    (its kind found again from ``cfg.data``: a file, a folder or glob, an SQL URL)."""
+    keep = {k: v for k, v in trained.items() if k not in SOURCE_FIELDS}
+    return {**keep, "path": cfg.data, "table": cfg.table, "query": cfg.query, "duplicates": cfg.duplicates}
+
+
+def _rows(cfg: MonitorConfig, tags: dict[str, str]) -> pd.DataFrame:
+    """The watched source's raw rows, read by the reader of its kind with the time column and
+    format the version was trained with. DataError (one line) for a source that cannot be read."""
+    from pydantic import ValidationError
+
+    from rnnflow.config import DataConfig, describe
+    from rnnflow.sources import source_for, source_table
+
+    if TRAINING_CONFIG not in tags:  # a version registered before its config was tagged
+        if source_for(cfg.data) != "file":
+            raise DataError(f"{cfg.data}: this version has no {TRAINING_CONFIG} tag, so only a "
+                            "file can be watched (retrain it to watch a folder or SQL)")
+        return read_table(cfg.data)
+    try:
+        data = DataConfig(**_watched(json.loads(tags[TRAINING_CONFIG]).get("data", {}), cfg))
+    except ValidationError as exc:
+        raise DataError(f"--data {cfg.data}: {describe(exc)}") from None
+    return source_table(data)[0]
 
 
 def _new_ranges(frame: pd.DataFrame, pre: Preprocessor, hold_frame: pd.DataFrame, since) -> dict:

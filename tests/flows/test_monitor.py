@@ -89,6 +89,34 @@ def test_monitor_calls_a_swing_stale_and_not_a_clean_series_or_a_level_shift(tra
         assert max(ratios[2:]) < 1.5  # a level shift is gone one window (a season) after it
 
 
+@pytest.mark.parametrize("kind", ["folder", "sqlite"])
+def test_a_folder_of_daily_drops_or_a_table_is_watched_as_the_file_was(trained, capsys, kind):
+    """The version was trained on a file; its continuation lands as files in a folder (one per
+    drop) or rows in an SQL table, and is read by that source's reader: same verdict, same periods."""
+    import sqlalchemy
+
+    tmp, summary = trained
+    grown = series("swing")
+    if kind == "folder":
+        (tmp / "drops").mkdir()
+        for i, rows in enumerate(np.array_split(np.arange(len(grown)), 6)):
+            grown.iloc[rows].to_csv(tmp / "drops" / f"part-{i}.csv", index=False)
+        flags = ["--data", str(tmp / "drops")]
+    else:
+        url = f"sqlite:///{tmp / 'warehouse.db'}"
+        grown.to_sql("sales", sqlalchemy.create_engine(url), index=False)
+        flags = ["--data", url, "--table", "sales"]
+    code = main(["monitor", "--model-uri", "models:/rnnflow@champion", *flags, "--stale-skill", "-10"])
+    out = capsys.readouterr()
+    lines = out.out.strip().splitlines()
+    assert code == 0, out.err
+    assert lines[-1].startswith(f"rnnflow monitor: rnnflow v{summary.version}: stale ("), lines
+    assert f"6 periods of {SEASON} steps since 2011-12-01" in lines[-1]
+    if kind == "sqlite":  # the retrain the event asks for reads the same table
+        run = max(monitoring_runs(MlflowClient()), key=lambda r: r.info.start_time)
+        assert run.data.tags.get("stale_event_id")
+
+
 def test_a_calendar_period_and_the_skill_rule(trained, capsys):
     tmp, summary = trained
     path = tmp / "grown-clean.csv"
