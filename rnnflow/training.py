@@ -54,6 +54,35 @@ def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Sequenc
     return init_model(cfg.train.seed, network_config(cfg, ds, variant))
 
 
+@dataclass
+class Fitted:
+    """A variant's network after training, with its forecasts and scores (data units)."""
+    model: SequenceRegressor
+    history: History
+    val: dict[str, float]  # validation metrics (empty without validation rows)
+    test: dict[str, float]  # test metrics, with baselines and skill
+    forecast: np.ndarray  # test forecasts: (windows, steps, targets)
+
+
+def evaluate_fitted(model: SequenceRegressor, history: History, ds: Dataset) -> Fitted:
+    """Score a trained network on the validation rows (when there are any) and the test rows."""
+    val = evaluate.score(evaluate.forecast(model, ds.val, ds.pre), ds.val, ds.pre) if ds.val else {}
+    forecast = evaluate.forecast(model, ds.test, ds.pre)
+    return Fitted(model, history, val, evaluate.score(forecast, ds.test, ds.pre), forecast)
+
+
+def log_variant(run_id: str, name: str, fitted: Fitted, ds: Dataset,
+                backtest: list[dict[str, float]]) -> str:
+    """Everything a variant's run records after training, in one call: metrics, the backtest's
+    folds, plots, the holdout and the model. Returns the model's URI."""
+    log_scores(run_id, fitted.val, fitted.test, ds, fitted.forecast, fitted.history)
+    if backtest:
+        log_backtest(run_id, backtest)
+    log_variant_plots(run_id, name, fitted.history, fitted.forecast, ds.test.actual, ds.pre.horizon is None)
+    tracking.log_holdout(run_id, ds.holdout)
+    return log_model(run_id, fitted.model, ds)
+
+
 def log_model(run_id: str, model: SequenceRegressor, ds: Dataset) -> str:
     """The one model format, for every source: checkpoint + pyfunc Forecaster."""
     with tempfile.TemporaryDirectory() as tmp:
