@@ -61,6 +61,42 @@ def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant, warm: Warm
     return warm.start(model, variant) if warm is not None else model
 
 
+@dataclass
+class Fitted:
+    """A variant's network after training, with its forecasts and scores (data units)."""
+    model: SequenceRegressor
+    history: History
+    val: dict[str, float]  # validation metrics (empty without validation rows), interval ones too
+    test: dict[str, float]  # test metrics, with baselines and skill, interval ones too
+    forecast: np.ndarray  # test forecasts: (windows, steps, targets)
+    quantiles: np.ndarray | None = None  # calibrated test quantiles of a quantile model
+
+
+def evaluate_fitted(model: SequenceRegressor, history: History, ds: Dataset) -> Fitted:
+    """Score a trained network on the validation rows (when there are any) and the test rows;
+    a quantile model is calibrated on the validation windows first (``score_intervals``)."""
+    val = evaluate.score(evaluate.forecast(model, ds.val, ds.pre), ds.val, ds.pre) if ds.val else {}
+    forecast = evaluate.forecast(model, ds.test, ds.pre)
+    test = evaluate.score(forecast, ds.test, ds.pre)
+    val_q, test_q, quantiles = score_intervals(model, ds)
+    return Fitted(model, history, val | val_q, test | test_q, forecast, quantiles)
+
+
+def log_variant(run_id: str, name: str, fitted: Fitted, ds: Dataset,
+                backtest: list[dict[str, float]]) -> str:
+    """Everything a variant's run records after training, in one call: metrics, the backtest's
+    folds, plots (interval plots for a quantile model), the holdout and the model. Returns the
+    model's URI."""
+    log_scores(run_id, fitted.val, fitted.test, ds, fitted.forecast, fitted.history)
+    if backtest:
+        log_backtest(run_id, backtest)
+    log_variant_plots(run_id, name, fitted.history, fitted.forecast, ds)
+    if fitted.quantiles is not None:
+        log_interval_plots(run_id, name, fitted.model, ds, fitted.quantiles)
+    tracking.log_holdout(run_id, ds.holdout)
+    return log_model(run_id, fitted.model, ds)
+
+
 def log_model(run_id: str, model: SequenceRegressor, ds: Dataset) -> str:
     """The one model format, for every source: checkpoint + pyfunc Forecaster."""
     with tempfile.TemporaryDirectory() as tmp:

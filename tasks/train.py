@@ -30,11 +30,38 @@ def epoch_progress(name: str, epochs: int, on_epoch: Callable[[EpochStats], None
     return log
 
 
+@task(cache_policy=NO_CACHE, task_run_name="fit-{name}")
+def fit_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, name: str, run_id: str,
+                warm: WarmStart | None = None) -> training.Fitted:
+    """Fit one variant (from ``warm``'s weights when given; per-epoch losses go to its run) and
+    forecast its validation and test rows."""
+    device = resolve_device(cfg.train.device)
+    model = training.build_variant(cfg, ds, variant, warm)
+    history = fit(model, ds.train.sequences(), ds.val.sequences() if ds.val else None, cfg.train,
+                  device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))
+    return training.evaluate_fitted(model, history, ds)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="backtest-{name}-fold-{k}")
+def backtest_fold(ds: Dataset, cfg: PipelineConfig, variant: Variant, name: str, fold: Fold,
+                  k: int) -> dict[str, float]:
+    """Train a fresh network on one rolling-origin fold and score it on the fold's test rows."""
+    return evaluate.backtest([fold], cfg.train, lambda: training.build_variant(cfg, ds, variant),
+                             resolve_device(cfg.train.device))[0]
+
+
+@task(cache_policy=NO_CACHE, task_run_name="log-{name}")
+def log_variant(run_id: str, name: str, fitted: training.Fitted, ds: Dataset,
+                backtest: list[dict[str, float]]) -> str:
+    """Metrics, backtest, plots, holdout and model in the variant's run; returns the model's URI."""
+    return training.log_variant(run_id, name, fitted, ds, backtest)
+
+
 @task(cache_policy=NO_CACHE)
 def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run_id: str,
                   tags: dict[str, str], folds: list[Fold], warm: WarmStart | None = None) -> VariantResult:
-    """Fit one variant (from ``warm``'s weights when given); log params, per-epoch losses,
-    val/test metrics, skill, plots, the holdout and the model."""
+    """One variant in its own MLflow child run: fit (from ``warm``'s weights when given),
+    backtest (a task per fold, each from scratch), log."""
     device = resolve_device(cfg.train.device)
     # "rnn" and "brnn" for the plain cell, "lstm-brnn" for another (not "rnn-rnn")
     name = variant if cfg.model.cell == "rnn" else f"{cfg.model.cell}-{variant}"
@@ -42,24 +69,12 @@ def train_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, parent_run
         tracking.log_params(run_id, training.run_params(cfg, variant, device.type, ds))
         tracking.log_dataset(run_id, ds.frame, ds.source, ds.pre.columns.targets[0], "training",
                              ds.rows)
-        model = training.build_variant(cfg, ds, variant, warm)
-        history = fit(model, ds.train.sequences(), ds.val.sequences() if ds.val else None, cfg.train,
-                      device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))
-        val = evaluate.score(evaluate.forecast(model, ds.val, ds.pre), ds.val, ds.pre) if ds.val else {}
-        forecast = evaluate.forecast(model, ds.test, ds.pre)
-        test = evaluate.score(forecast, ds.test, ds.pre)
-        val_q, test_q, quantiles = training.score_intervals(model, ds)  # calibrates a quantile model
-        val, test = val | val_q, test | test_q
-        training.log_scores(run_id, val, test, ds, forecast, history)
-        if folds:
-            training.log_backtest(run_id, evaluate.backtest(
-                folds, cfg.train, lambda: training.build_variant(cfg, ds, variant), device))
-        training.log_variant_plots(run_id, name, history, forecast, ds)
-        if quantiles is not None:
-            training.log_interval_plots(run_id, name, model, ds, quantiles)
-        tracking.log_holdout(run_id, ds.holdout)
-        model_uri = training.log_model(run_id, model, ds)
+        fitted = fit_variant(ds, cfg, variant, name, run_id, warm)
+        backtest = [backtest_fold(ds, cfg, variant, name, fold, k) for k, fold in enumerate(folds)]
+        model_uri = log_variant(run_id, name, fitted, ds, backtest)
+        val, test, history = fitted.val, fitted.test, fitted.history
         get_run_logger().info("%s: val rmse %.4g, test rmse %.4g (naive %.4g) after %d epochs (%.1f s)", name,
                               val.get("rmse", float("nan")), test["rmse"], test["naive_rmse"],
                               history.epochs_run, history.seconds)
-    return VariantResult(variant, run_id, model_uri, val, test, history, model.cpu(), forecast, quantiles)
+    return VariantResult(variant, run_id, model_uri, val, test, history, fitted.model.cpu(), fitted.forecast,
+                         fitted.quantiles)

@@ -125,8 +125,8 @@ def test_cli_says_why_training_failed(mlflow_store, capsys):
 
 @pytest.mark.parametrize("preset", ["tutorial", "sine"])
 def test_other_presets_run_end_to_end_with_a_backtest(mlflow_store, preset):
-    summary = train_flow(tiny_config(preset=preset, train={"epochs": 2, "backtest_folds": 3},
-                                     tracking={"register_best": False}))
+    cfg = tiny_config(preset=preset, train={"epochs": 2, "backtest_folds": 3}, tracking={"register_best": False})
+    summary = train_flow(cfg)
     assert summary.version is None
     assert not MlflowClient().search_registered_models()
     client = MlflowClient()
@@ -136,6 +136,14 @@ def test_other_presets_run_end_to_end_with_a_backtest(mlflow_store, preset):
         assert [m.step for m in folds] == [0, 1, 2]
         mean = client.get_run(result.run_id).data.metrics["backtest_rmse_mean"]
         assert mean == pytest.approx(sum(m.value for m in folds) / 3)
+    # Every backtest training is a task run of its own in the Prefect UI, beside fit and log.
+    from prefect import get_client
+
+    with get_client(sync_client=True) as prefect:
+        names = {r.name for r in prefect.read_task_runs()}
+    for variant in summary.results:
+        name = variant if cfg.model.cell == "rnn" else f"{cfg.model.cell}-{variant}"
+        assert {f"fit-{name}", f"log-{name}"} | {f"backtest-{name}-fold-{k}" for k in range(3)} <= names
 
 
 def test_a_version_worse_than_naive_is_registered_but_never_champion(mlflow_store, capsys):
