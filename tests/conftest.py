@@ -21,6 +21,16 @@ def tiny_config(**overrides) -> PipelineConfig:
     return load_config(overrides=merge(TINY, overrides))
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a command a test stops with Ctrl-C: SIGINT at its default, as in a
+    terminal. A runner started in the background by a non-interactive shell (``cmd &``,
+    nohup) ignores SIGINT, its children inherit that, and Python then installs no
+    KeyboardInterrupt handler: the signal would be lost and the test would measure the runner."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):
     """A fresh SQLite tracking store and artifact root; returns the tracking URI."""

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import sigint_as_in_a_terminal
+
 pytestmark = pytest.mark.slow
 
 
@@ -35,7 +37,8 @@ def test_interrupted_training_ends_every_run(tmp_path, mlflow_store, sig):
     exe = Path(sys.executable).with_name("rnnflow")
     log = tmp_path / "train.log"  # a file, not a pipe: a leaked server could hold a pipe open
     proc = subprocess.Popen([exe, "train", "--epochs", "1000", "--patience", "0"], env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path)
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=tmp_path,
+                            preexec_fn=sigint_as_in_a_terminal)
     client = MlflowClient(mlflow_store)
     try:
         wait_for_training(client)

@@ -17,7 +17,7 @@ from mlflow import MlflowClient
 from rnnflow.cli import main
 from rnnflow.config import ConfigError, load_config
 from rnnflow.tune import distributions, trial_config
-from tests.conftest import tiny_config
+from tests.conftest import sigint_as_in_a_terminal, tiny_config
 
 LR = {"lr": {"type": "float", "low": 1e-5, "high": 0.05, "log": True}}
 
@@ -286,7 +286,8 @@ def test_ctrl_c_kills_every_run_and_leaves_the_study_resumable(tmp_path, mlflow_
            "--hidden-size", "8", "--epochs", "40", "--trials", "6", "--n-workers", "2", "--pruner", "none",
            "--study", "int", "--storage", storage]
     log = tmp_path / "tune.log"  # a file, not a pipe: a leaked worker could hold a pipe open
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            preexec_fn=sigint_as_in_a_terminal)
     try:
         wait_for_a_trial_midway("int")
         proc.send_signal(signal.SIGINT)  # as tests/flows/test_signals.py: the parent process only

@@ -16,6 +16,8 @@ import warnings
 import pytest
 from mlflow import MlflowClient
 
+from tests.conftest import sigint_as_in_a_terminal
+
 pytestmark = pytest.mark.slow
 
 
@@ -66,7 +68,8 @@ def test_scheduled_run_fires_and_completes(tmp_path, mlflow_store, stop):
     proc = subprocess.Popen([exe, "serve", "--deployment", "nightly-train", "--interval", "15",
                              "--port", str(port), "--config", str(tiny)],
                             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-                            start_new_session=True)  # a process group of its own, as in a terminal
+                            start_new_session=True,  # a process group of its own, as in a terminal
+                            preexec_fn=sigint_as_in_a_terminal)
     client = MlflowClient(mlflow_store)
     try:
         # The parent MLflow run ends before the promotion step moves `champion`, and the flow run
