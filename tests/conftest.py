@@ -22,13 +22,15 @@ def tiny_config(**overrides) -> PipelineConfig:
 
 
 def sigint_as_in_a_terminal() -> None:
-    """``preexec_fn`` for a command a test stops with Ctrl-C: SIGINT at its default, as in a
-    terminal. A runner started in the background by a non-interactive shell (``cmd &``,
-    nohup) ignores SIGINT, its children inherit that, and Python then installs no
-    KeyboardInterrupt handler: the signal would be lost and the test would measure the runner."""
+    """``preexec_fn`` for a command a test stops with Ctrl-C: SIGINT at its default and
+    unblocked, as in a terminal. A runner started in the background by a non-interactive shell
+    (``cmd &``, nohup) ignores SIGINT, its children inherit that (a blocked mask too), and
+    Python then installs no KeyboardInterrupt handler: the signal would be lost and the test
+    would measure the runner, not the command."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.fixture
