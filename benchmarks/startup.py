@@ -133,7 +133,7 @@ def main() -> None:
          LOAD_TWO.format(m=MODEL, a=other, b=champion), "MLflow query + load both models")
     data, out = work / "tutorial.csv", work / "predictions.csv"
     from rnnflow.config import load_config
-    from rnnflow.data import source_table
+    from rnnflow.sources import source_table
 
     source_table(load_config(overrides={"preset": "tutorial"}).data)[0].to_csv(data, index=False)
     pair("predict", [*rnnflow, "predict", "--data", str(data), "--out", str(out)],
