@@ -249,8 +249,9 @@ def _new_ranges(frame: pd.DataFrame, pre: Preprocessor, hold_frame: pd.DataFrame
         held = pre.series_rows(hold_frame)
         return {sid: (min(held.get(sid, (0, 0))[1] - held.get(sid, (0, 0))[0], b - a), b - a)
                 for sid, (a, b) in rows.items()}
-    times = frame[pre.columns.time].to_numpy()
-    return {sid: (int(np.searchsorted(times[a:b], since, side="right")), b - a)
+    # pandas' own search: numpy's cannot compare datetime64 with a Timestamp under pandas 2
+    times = frame[pre.columns.time]
+    return {sid: (int(times.iloc[a:b].searchsorted(since, side="right")), b - a)
             for sid, (a, b) in rows.items()}
 
 

@@ -157,3 +157,23 @@ def test_bad_model_uri_source_or_threshold_is_one_line_exit_2_and_no_run(trained
     exp = client.get_experiment_by_name("rnnflow")
     assert not client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
     assert len(monitoring_runs(client)) == before
+
+
+@pytest.mark.parametrize("times, since, new", [
+    (pd.date_range("1949-01-01", periods=6, freq="MS"), pd.Timestamp("1949-04-01"), 2),
+    (pd.date_range("2024-03-30", periods=4, freq="D", tz="Europe/Berlin"),
+     pd.Timestamp("2024-03-31", tz="Europe/Berlin"), 2),
+    (np.arange(1949.0, 1955.0), 1952.0, 2),
+], ids=["dates", "zoned-dates", "decimal-years"])
+def test_new_rows_start_after_the_trained_until_stamp(times, since, new):
+    """The search for new rows takes dates (numpy's searchsorted could not compare datetime64
+    with a Timestamp under pandas 2, so monitor crashed on date-stamped files there)."""
+    from rnnflow.data import Columns
+    from rnnflow.monitor import _new_ranges
+    from rnnflow.preprocess import Preprocessor
+
+    frame = pd.DataFrame({"t": times, "y": np.arange(len(times), dtype=float)})
+    pre = Preprocessor(Columns(["y"], time="t"), window=2, horizon=1, stride=1, scaling="window",
+                       missing="fail")
+    (lo, hi), = _new_ranges(frame, pre, frame, since).values()
+    assert (hi - lo, hi) == (new, len(times))
