@@ -100,7 +100,30 @@ def serve(names: list[str] | None = None, schedule: dict | None = None, port: in
     # The environment still carries the URL to the flow runs' subprocesses.
     with local_server(port) as api_url, temporary_settings(updates={PREFECT_API_URL: api_url}):
         os.environ["PREFECT_API_URL"] = api_url
-        return _serve(specs, schedule, overrides, limit)
+        try:
+            return _serve(specs, schedule, overrides, limit)
+        finally:
+            deliver_pending_telemetry()
+
+
+def deliver_pending_telemetry(timeout: float = 10) -> None:
+    """Hand Prefect's queued logs and events to the server while it still listens.
+
+    Prefect's log and event workers drain at interpreter exit; a run cancelled during shutdown
+    leaves items queued, and after the server it talked to has stopped that drain never ends
+    (``serve`` hung after "All deployments have been paused!"). Waiting up to ``timeout``
+    seconds here, before the server stops, lets the process exit.
+    """
+    import logging
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        _, pending = worker.drain_all(timeout=timeout)
+        if pending:
+            logging.getLogger("rnnflow.serve").warning(
+                "%s still had items for the server after %.0f s; they are dropped", worker.__name__, timeout)
 
 
 def schedules_of(spec: dict, schedule: dict | None = None) -> list:
