@@ -36,12 +36,22 @@ class WorkFailed(Exception):
     """The work had started when ``__cause__`` was raised: exit 1, whatever its type."""
 
 
+def _set_up_while_prefect_boots() -> None:
+    """Once the input is checked: boot Prefect's temporary server (if no API is set) and, while
+    it starts, open the MLflow store (a new SQLite store migrates for seconds)."""
+    from rnnflow import tracking
+    from rnnflow.ops import tempserver
+
+    tempserver.start_early()
+    tracking.ensure_store()
+
+
 def run_work(fn, *args, **kwargs):
     """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
     if getattr(fn, "fn", None) is not None:  # a Prefect flow: it may start a temporary server
-        from rnnflow.ops import guard
+        from rnnflow.ops import tempserver
 
-        guard.install()  # that server dies with this process, even on SIGKILL
+        tempserver.ready()  # booted by start_early, if the command called it; guarded
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
@@ -135,6 +145,7 @@ def _train(args: argparse.Namespace) -> int:
         print(cfg.model_dump_json(indent=2))
         return EXIT_OK
     check_services()
+    _set_up_while_prefect_boots()
     from flows.train import train_flow
     from rnnflow.summary import format_summary
 
@@ -149,6 +160,7 @@ def _retrain(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     check_services()
     preflight_retrain(cfg)  # the champion, the data and the judging rows, before any run
+    _set_up_while_prefect_boots()
     from flows.retrain import retrain_flow
 
     print(format_retrain_summary(run_work(retrain_flow, cfg)))
@@ -165,6 +177,7 @@ def _tune(args: argparse.Namespace) -> int:
         tune.preflight_study(cfg)  # the storage opens and the scheduler answers, before any run exists
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    _set_up_while_prefect_boots()
     from flows.tune import tune_flow
 
     from rnnflow.summary import format_tune_summary
@@ -219,6 +232,7 @@ def _monitor(args: argparse.Namespace) -> int:
         monitor.check_inputs(cfg)  # the version, its holdout and the source, before a flow run
     except (DataError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+    _set_up_while_prefect_boots()
     from flows.monitor import monitor_flow
 
     assessment = run_work(monitor_flow, cfg)
