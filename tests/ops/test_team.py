@@ -154,6 +154,19 @@ def wait_run(st: Stack, run_id: str, timeout: float = 300, states=DONE) -> dict:
     raise AssertionError(f"flow run {run_id} still {fr['state_type']} after {timeout:.0f} s")
 
 
+def failure_report(st: Stack, runs: list[dict]) -> str:
+    """Why each flow run that did not complete ended so: its state message and last log lines."""
+    out = []
+    for fr in runs:
+        if fr["state_type"] == "COMPLETED":
+            continue
+        logs = prefect(st, "post", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [fr["id"]]}},
+                                                          "sort": "TIMESTAMP_ASC", "limit": 200})
+        out.append(f"{fr['name']} {fr['state_type']}: {fr['state'].get('message')}\n"
+                   + "\n".join(entry["message"][-600:] for entry in logs[-15:]))
+    return "\n".join(out) + "\n" + _log_tails(st.home)
+
+
 def mlflow_runs(st: Stack, experiment: str) -> list[dict]:
     exp = mlflow_api(st, "get", "/experiments/get-by-name", params={"experiment_name": experiment})
     if exp.status_code == 404:
@@ -310,7 +323,7 @@ def test_two_runs_at_once_on_two_workers_promote_fairly(stack):
     runs = [wait_run(st, i) for i in ids]
     workers = sorted(fr["labels"].get("prefect.worker.name") for fr in runs)
     print(f"\npoint 4: {[fr['state_type'] for fr in runs]} on {workers}")
-    assert [fr["state_type"] for fr in runs] == ["COMPLETED"] * 2
+    assert [fr["state_type"] for fr in runs] == ["COMPLETED"] * 2, failure_report(st, runs)
     assert workers == ["worker-1", "worker-2"]
     vs = versions(st, "team-race")
     numbers = sorted(int(v["version"]) for v in vs)
