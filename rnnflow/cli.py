@@ -51,7 +51,7 @@ def run_work(fn, *args, **kwargs):
     if getattr(fn, "fn", None) is not None:  # a Prefect flow: it may start a temporary server
         from rnnflow.ops import tempserver
 
-        tempserver.ready()  # booted by start_early, if the command called it; guarded
+        tempserver.ready()  # the server start_early booted answers, or Prefect's own is guarded
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # the flow run is Failed and Prefect has logged the traceback
@@ -201,6 +201,7 @@ def _predict(args: argparse.Namespace) -> int:
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     if args.flow:  # a tracked Prefect flow run, as the batch-predict deployment makes
+        _set_up_while_prefect_boots()
         from flows.predict import batch_predict
 
         path = run_work(batch_predict, data=data, out=str(args.out), model_uri=args.model_uri, **where)
@@ -265,6 +266,7 @@ def _promote(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if args.flow:
+        _set_up_while_prefect_boots()
         from flows.promote import promote_flow as promote
     else:
         promote = promotion.promote

@@ -1,53 +1,124 @@
 """Prefect's temporary server, booted while a command does the rest of its set-up.
 
-With no Prefect API configured, the first flow run of a process starts Prefect's temporary
-server (``SubprocessASGIServer``) and waits, idle, until it answers: 7 s on an existing
-``PREFECT_HOME`` and 11-14 s on a new one, on 2 cores (../shared/FIELD-NOTES.md). A command
-that has checked its input calls ``start_early``: the same server, started the same way, boots
-in its own process while this one imports the flows and opens the MLflow store; ``ready``
-(called by ``rnnflow.cli.run_work`` before the flow) waits for it. Bad input never gets here, so
-a failing command starts no server. With ``PREFECT_API_URL`` set both do nothing but guard.
+With no Prefect API configured, the first flow run of a process imports Prefect's server code
+(3.9 s on 2 cores), starts its temporary server (``SubprocessASGIServer``) and waits, idle,
+until it answers: 7 s more on an existing ``PREFECT_HOME``, 11-16 s on a new one. A command
+that has validated its flags calls ``start_early`` instead: the same server (Prefect's app
+factory under uvicorn, with the settings Prefect gives its temporary server) boots in its own
+process while this one reads the data, imports torch and the flows and opens the MLflow store,
+and this process talks to it as to any API (``PREFECT_API_URL`` for the rest of the process
+and its children: Dask workers and flow-run subprocesses share it), so it never imports the
+server code itself. ``ready`` (called by ``rnnflow.cli.run_work`` before a flow) waits until it
+answers. The server has a session of its own, so a terminal's Ctrl-C reaches the command, which
+crashes its runs through it, and not the server; it is stopped at exit and, if this process is
+killed, by ``rnnflow.ops.guard``. With an API configured (environment, profile or prefect.toml)
+nothing starts.
 """
 
 from __future__ import annotations
 
-import threading
+import atexit
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
 
-_boot: threading.Thread | None = None
+_server: subprocess.Popen | None = None
+_api_url: str | None = None
+_settings = None  # the temporary_settings context that points Prefect at the server
+_log = None  # what the server printed (read when it fails)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def start_early() -> None:
-    """Start the temporary server in a background thread, unless an API is configured or it
-    has been started. A failed start is left for the flow's own start to raise."""
-    global _boot
-    from rnnflow.ops import guard
+    """Start the temporary server in the background unless an API is configured or it runs
+    already; this process uses it from now on. Returns at once."""
+    global _server, _api_url, _settings, _log
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
 
-    guard.install()  # that server dies with this process, even on SIGKILL
-    from prefect.settings import get_current_settings
-
-    if _boot is not None or get_current_settings().api.url:
+    if _server is not None or get_current_settings().api.url:
         return
-    from prefect import flow  # noqa: F401 - sets up Prefect's logging: its "Starting temporary
-    # server on ..." line says where the runs are, as when a flow run starts it
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the instance Prefect's client uses when no API is set
-
-    def boot() -> None:
-        try:
-            server.start()
-        except Exception:  # noqa: BLE001 - the flow run starts it again and reports why
-            pass
-
-    _boot = threading.Thread(target=boot, name="prefect-temporary-server", daemon=True)
-    _boot.start()
-
-
-def ready() -> None:
-    """Wait for a server ``start_early`` is booting (its start marks it running before it
-    answers, so a flow run must not reach it sooner); guard any Prefect starts later."""
+    port = _free_port()
+    _api_url = f"http://127.0.0.1:{port}/api"
+    # What SubprocessASGIServer runs (prefect.server.api.server): its app factory, no UI, the
+    # ephemeral set of services, and this process's Prefect settings (profile, prefect.toml).
+    prefect_root = Path(importlib.util.find_spec("prefect").origin).parent.parent
+    env = {**os.environ, **get_current_settings().to_environment_variables(exclude_unset=True),
+           "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+    env.pop("PREFECT_API_URL", None)
+    _log = tempfile.TemporaryFile()  # a file, not a pipe a chatty server could fill
+    _server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect_root), "--factory",
+         "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "error", "--lifespan", "on"],
+        env=env, stdin=subprocess.DEVNULL, stdout=_log, stderr=subprocess.STDOUT,
+        start_new_session=True)  # Ctrl-C is for the command, which crashes its runs through it
     from rnnflow.ops import guard
 
-    guard.install()
-    if _boot is not None:
-        _boot.join()
+    guard.watch(_server.pid)  # gone with this process, even on SIGKILL
+    atexit.register(stop)
+    print(f"rnnflow: starting a temporary Prefect server on http://127.0.0.1:{port} (no "
+          "PREFECT_API_URL set); it stops when this command ends", file=sys.stderr, flush=True)
+    # No UI is served and the server goes with the command: no "View at" links to a dead page.
+    updates = {PREFECT_API_URL: _api_url, PREFECT_UI_URL: ""}
+    os.environ.update({s.name: str(v) for s, v in updates.items()})  # flow-run subprocesses, Dask workers
+    _settings = temporary_settings(updates=updates)  # this process: Prefect read its settings at
+    _settings.__enter__()  # import; for the rest of the process
+
+
+def ready(timeout: float | None = None) -> None:
+    """Wait until the server ``start_early`` started answers on /health. Without one, guard
+    the temporary server Prefect itself may start (none when an API is configured).
+    RuntimeError in one line if it exits or stays silent for ``timeout`` seconds (default
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)."""
+    if _server is None:
+        from prefect.settings import get_current_settings
+
+        if not get_current_settings().api.url:
+            from rnnflow.ops import guard
+
+            guard.install()  # that server dies with this process, even on SIGKILL
+        return
+    timeout = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 90))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{_api_url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if _server.poll() is not None:
+            _log.seek(0)
+            why = _log.read().decode(errors="replace").strip().splitlines()
+            raise RuntimeError(f"the temporary Prefect server exited with code {_server.returncode}"
+                               f"{': ' + why[-1] if why else ''}; set PREFECT_API_URL to a running one")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the temporary Prefect server did not answer at {_api_url} within "
+                               f"{timeout:.0f} s; set PREFECT_API_URL to a running one")
+        time.sleep(0.1)
+
+
+def stop() -> None:
+    """Stop the server (SIGTERM, SIGKILL after 5 s); at exit, once the flows are done with it."""
+    global _server
+    if _server is None:
+        return
+    proc, _server = _server, None
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

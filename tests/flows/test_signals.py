@@ -54,6 +54,6 @@ def test_interrupted_training_ends_every_run(tmp_path, mlflow_store, sig):
     assert not client.search_registered_models()
     # Prefect's temporary server went down with the process.
     printed = log.read_text()
-    port = int(re.search(r"Starting temporary server on http://127.0.0.1:(\d+)", printed).group(1))
+    port = int(re.search(r"temporary Prefect server on http://127.0.0.1:(\d+)", printed).group(1))
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "temporary Prefect server left running"

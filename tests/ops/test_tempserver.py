@@ -1,8 +1,11 @@
-"""The temporary server booted early is the one the flow run then uses, and none boots when an
-API is configured. Each case runs in a fresh interpreter: Prefect reads its settings at import,
-and the test session's own Prefect harness must not be the server under test."""
+"""The temporary server booted early is the API the flow runs use, this process never imports
+Prefect's server code, and it is gone when the command ends; none boots when an API is
+configured. Each case runs in a fresh interpreter: Prefect reads its settings at import, and
+the test session's own Prefect harness must not be the server under test."""
 
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -11,38 +14,39 @@ import pytest
 pytestmark = pytest.mark.slow
 
 BOOT_THEN_FLOW = """
-import urllib.request
-from prefect import flow
-from prefect.server.api.server import SubprocessASGIServer
+import os, sys, urllib.request
 from rnnflow.ops import tempserver
 
 tempserver.start_early()
 tempserver.start_early()  # a second call starts nothing more
+url = os.environ["PREFECT_API_URL"]
 tempserver.ready()
-server = SubprocessASGIServer()
-assert server.running and server.server_process is not None, "no temporary server booted"
-with urllib.request.urlopen(server.api_url + "/health", timeout=10) as r:
+with urllib.request.urlopen(url + "/health", timeout=10) as r:
     assert r.status == 200
-pid = server.server_process.pid
 
-@flow
+from prefect import flow, get_client
+
+@flow(name="hello")
 def hello():
     return "ran"
 
 assert hello() == "ran"
-assert list(SubprocessASGIServer._instances) == [None] and server.server_process.pid == pid, \\
-    "the flow run started a second server"
-print("ONE SERVER", server.port)
+with get_client(sync_client=True) as client:
+    assert str(client.api_url).rstrip("/") == url, client.api_url
+    names = [client.read_flow(fr.flow_id).name for fr in client.read_flow_runs()]
+assert names == ["hello"], names
+assert "prefect.server.api.server" not in sys.modules, "the command imported Prefect's server code"
+print("ONE SERVER", url)
 """
 
 CONFIGURED = """
-import threading
+import os
 from rnnflow.ops import tempserver
 
 tempserver.start_early()
 tempserver.ready()
-assert tempserver._boot is None, "booted a server although PREFECT_API_URL is set"
-assert not any(t.name == "prefect-temporary-server" for t in threading.enumerate())
+assert tempserver._server is None, "started a server although PREFECT_API_URL is set"
+assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:9/api"
 print("NO SERVER")
 """
 
@@ -53,12 +57,15 @@ def _python(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
                           env={**clean, "PREFECT_HOME": str(tmp_path / "prefect-home"), **env})
 
 
-def test_the_flow_run_uses_the_server_booted_early(tmp_path):
+def test_the_flow_run_uses_the_server_booted_early_and_it_stops_at_exit(tmp_path):
     done = _python(BOOT_THEN_FLOW, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "ONE SERVER" in done.stdout
-    # Prefect's own line says where it is, once, as when a flow run starts the server.
-    assert done.stdout.count("Starting temporary server on") + done.stderr.count("Starting temporary server on") == 1
+    port = int(re.search(r"ONE SERVER http://127.0.0.1:(\d+)/api", done.stdout).group(1))
+    # One line says where it is, and that it stops with the command.
+    assert done.stderr.count(f"rnnflow: starting a temporary Prefect server on http://127.0.0.1:{port}") == 1
+    assert "Starting temporary server" not in done.stderr  # Prefect did not start one of its own
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the temporary server outlived the command"
 
 
 def test_no_server_boots_when_an_api_is_configured(tmp_path):

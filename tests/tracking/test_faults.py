@@ -177,7 +177,7 @@ def test_sigkill_mid_training_leaves_nothing_running(tmp_path, prefect_home, pre
         proc.wait(10)
     finally:
         stop(proc)
-    port = int(re.search(r"temporary server on http://127.0.0.1:(\d+)", (cli.root / "train.log").read_text())[1])
+    port = int(re.search(r"temporary Prefect server on http://127.0.0.1:(\d+)", (cli.root / "train.log").read_text())[1])
     wait_until(lambda: not healthy(f"http://127.0.0.1:{port}/api/health"), 15, "temporary server outlived its parent")
     killed = cli.all_runs()
     assert len(killed) == 2 and {r.info.status for r in killed} == {"RUNNING"}  # the fault is real
