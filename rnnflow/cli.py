@@ -36,13 +36,19 @@ class WorkFailed(Exception):
     """The work had started when ``__cause__`` was raised: exit 1, whatever its type."""
 
 
-def _set_up_while_prefect_boots() -> None:
+def _set_up_while_prefect_boots(check_store: bool = False) -> None:
     """Once the input is checked: boot Prefect's temporary server (if no API is set) and, while
-    it starts, open the MLflow store (a new SQLite store migrates for seconds)."""
-    from rnnflow import tracking
+    it starts, check the tracking store when asked (its check imports MLflow: seconds) and open
+    it (a new SQLite store migrates for seconds). ServiceUnavailable as ``check_services``."""
     from rnnflow.ops import tempserver
+    from rnnflow.ops.services import check_prefect_api, check_tracking_store
 
+    check_prefect_api()  # a configured API answers, before this process relies on it
     tempserver.start_early()
+    if check_store:
+        check_tracking_store()
+    from rnnflow import tracking
+
     tracking.ensure_store()
 
 
@@ -144,8 +150,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(cfg.model_dump_json(indent=2))
         return EXIT_OK
-    check_services()
-    _set_up_while_prefect_boots()
+    _set_up_while_prefect_boots(check_store=True)
     from flows.train import train_flow
     from rnnflow.summary import format_summary
 

@@ -32,6 +32,7 @@ _server: subprocess.Popen | None = None
 _api_url: str | None = None
 _settings = None  # the temporary_settings context that points Prefect at the server
 _log = None  # what the server printed (read when it fails)
+_answered = False  # the server has answered once: no need to ask again
 
 
 def _free_port() -> int:
@@ -67,8 +68,6 @@ def start_early() -> None:
 
     guard.watch(_server.pid)  # gone with this process, even on SIGKILL
     atexit.register(stop)
-    print(f"rnnflow: starting a temporary Prefect server on http://127.0.0.1:{port} (no "
-          "PREFECT_API_URL set); it stops when this command ends", file=sys.stderr, flush=True)
     # No UI is served and the server goes with the command: no "View at" links to a dead page.
     updates = {PREFECT_API_URL: _api_url, PREFECT_UI_URL: ""}
     os.environ.update({s.name: str(v) for s, v in updates.items()})  # flow-run subprocesses, Dask workers
@@ -81,6 +80,9 @@ def ready(timeout: float | None = None) -> None:
     the temporary server Prefect itself may start (none when an API is configured).
     RuntimeError in one line if it exits or stays silent for ``timeout`` seconds (default
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)."""
+    global _answered
+    if _answered:
+        return
     if _server is None:
         from prefect.settings import get_current_settings
 
@@ -95,6 +97,12 @@ def ready(timeout: float | None = None) -> None:
         try:
             with urllib.request.urlopen(f"{_api_url}/health", timeout=2) as r:
                 if r.status == 200:
+                    # Said once it answers: a command that fails its checks meanwhile prints
+                    # its one line and nothing about a server it never used.
+                    _answered = True
+                    print(f"rnnflow: started a temporary Prefect server on {_api_url.removesuffix('/api')} "
+                          "(no PREFECT_API_URL set); it stops when this command ends",
+                          file=sys.stderr, flush=True)
                     return
         except OSError:
             pass

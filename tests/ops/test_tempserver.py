@@ -21,6 +21,7 @@ tempserver.start_early()
 tempserver.start_early()  # a second call starts nothing more
 url = os.environ["PREFECT_API_URL"]
 tempserver.ready()
+tempserver.ready()
 with urllib.request.urlopen(url + "/health", timeout=10) as r:
     assert r.status == 200
 
@@ -61,8 +62,8 @@ def test_the_flow_run_uses_the_server_booted_early_and_it_stops_at_exit(tmp_path
     done = _python(BOOT_THEN_FLOW, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     port = int(re.search(r"ONE SERVER http://127.0.0.1:(\d+)/api", done.stdout).group(1))
-    # One line says where it is, and that it stops with the command.
-    assert done.stderr.count(f"rnnflow: starting a temporary Prefect server on http://127.0.0.1:{port}") == 1
+    # One line says where it is, and that it stops with the command (once: ready() twice).
+    assert done.stderr.count(f"rnnflow: started a temporary Prefect server on http://127.0.0.1:{port}") == 1
     assert "Starting temporary server" not in done.stderr  # Prefect did not start one of its own
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the temporary server outlived the command"
