@@ -10,7 +10,6 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,12 +56,11 @@ def local_server(port: int, timeout: float = 90):
 
     watch(proc.pid)  # the server goes when this process goes, even on SIGKILL
     try:
-        deadline = time.monotonic() + timeout
-        while not _healthy(api_url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"prefect server did not start on 127.0.0.1:{port}; start it by "
-                                   f"hand with `prefect server start --host 127.0.0.1 --port {port}`")
-            time.sleep(0.5)
+        from rnnflow.ops.services import wait_healthy
+
+        if wait_healthy(proc, api_url, timeout, poll=0.5):
+            raise RuntimeError(f"prefect server did not start on 127.0.0.1:{port}; start it by "
+                               f"hand with `prefect server start --host 127.0.0.1 --port {port}`")
         print(f"rnnflow serve: started prefect server at {api_url} (UI http://127.0.0.1:{port})")
         yield api_url
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from urllib.parse import urlparse
@@ -94,6 +95,25 @@ def _health(url: str, problem: str, fix: str) -> None:
         _get(url.rstrip("/") + "/health")
     except (OSError, urllib.error.URLError) as exc:
         raise ServiceUnavailable(f"{problem} ({_reason(exc)}); {fix}") from None
+
+
+def wait_healthy(proc, api_url: str, timeout: float, poll: float = 0.1) -> str | None:
+    """Poll ``api_url``/health until it answers 200 (returns None) while ``proc`` (the
+    server's Popen) runs; else why not, in words: it exited (with its code) or stayed silent
+    for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as r:
+                if r.status == 200:
+                    return None
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            return f"it exited with code {proc.returncode}"
+        if time.monotonic() > deadline:
+            return f"it did not answer within {timeout:.0f} s"
+        time.sleep(poll)
 
 
 # Errors raised by the tracking store's client libraries: their line names the store.

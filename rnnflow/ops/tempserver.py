@@ -20,12 +20,9 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 _server: subprocess.Popen | None = None
@@ -33,12 +30,6 @@ _api_url: str | None = None
 _settings = None  # the temporary_settings context that points Prefect at the server
 _log = None  # what the server printed (read when it fails)
 _answered = False  # the server has answered once: no need to ask again
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_early() -> None:
@@ -49,7 +40,9 @@ def start_early() -> None:
 
     if _server is not None or get_current_settings().api.url:
         return
-    port = _free_port()
+    from rnnflow.ops.processes import free_port
+
+    port = free_port()
     _api_url = f"http://127.0.0.1:{port}/api"
     # What SubprocessASGIServer runs (prefect.server.api.server): its app factory, no UI, the
     # ephemeral set of services, and this process's Prefect settings (profile, prefect.toml).
@@ -91,30 +84,20 @@ def ready(timeout: float | None = None) -> None:
 
             guard.install()  # that server dies with this process, even on SIGKILL
         return
+    from rnnflow.ops.services import wait_healthy
+
     timeout = timeout or float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 90))
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{_api_url}/health", timeout=2) as r:
-                if r.status == 200:
-                    # Said once it answers: a command that fails its checks meanwhile prints
-                    # its one line and nothing about a server it never used.
-                    _answered = True
-                    print(f"rnnflow: started a temporary Prefect server on {_api_url.removesuffix('/api')} "
-                          "(no PREFECT_API_URL set); it stops when this command ends",
-                          file=sys.stderr, flush=True)
-                    return
-        except OSError:
-            pass
-        if _server.poll() is not None:
-            _log.seek(0)
-            why = _log.read().decode(errors="replace").strip().splitlines()
-            raise RuntimeError(f"the temporary Prefect server exited with code {_server.returncode}"
-                               f"{': ' + why[-1] if why else ''}; set PREFECT_API_URL to a running one")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the temporary Prefect server did not answer at {_api_url} within "
-                               f"{timeout:.0f} s; set PREFECT_API_URL to a running one")
-        time.sleep(0.1)
+    why = wait_healthy(_server, _api_url, timeout)
+    if why:
+        _log.seek(0)
+        said = _log.read().decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"the temporary Prefect server at {_api_url} did not start: {why}"
+                           f"{' (' + said[-1] + ')' if said else ''}; set PREFECT_API_URL to a running one")
+    # Said once it answers: a command that fails its checks meanwhile prints its one line and
+    # nothing about a server it never used.
+    _answered = True
+    print(f"rnnflow: started a temporary Prefect server on {_api_url.removesuffix('/api')} "
+          "(no PREFECT_API_URL set); it stops when this command ends", file=sys.stderr, flush=True)
 
 
 def stop() -> None:
