@@ -158,6 +158,12 @@ def _check_finite(value: float, what: str, epoch: int, spec: TrainSpec) -> None:
             f"(now {spec.grad_clip})")
 
 
+# What building the first optimizer imports (torch.optim's ``_disable_dynamo`` imports
+# torch._dynamo: 2 s on the 2-core machine); a caller with idle time before its first fit (a
+# command waiting for a server) imports them then.
+FIRST_FIT_IMPORTS = ("torch._dynamo",)
+
+
 def fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainSpec,
         device: torch.device | str = "cpu",
         on_epoch: Callable[[EpochStats], None] | None = None) -> History:

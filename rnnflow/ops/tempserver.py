@@ -64,8 +64,10 @@ def start_early() -> None:
     # No UI is served and the server goes with the command: no "View at" links to a dead page.
     updates = {PREFECT_API_URL: _api_url, PREFECT_UI_URL: ""}
     os.environ.update({s.name: str(v) for s, v in updates.items()})  # flow-run subprocesses, Dask workers
-    _settings = temporary_settings(updates=updates)  # this process: Prefect read its settings at
-    _settings.__enter__()  # import; for the rest of the process
+    # Flow-run heartbeats tell a lasting server that a run's process died; this server dies
+    # with it, and joining the heartbeat thread cost up to 1 s at the end of every flow run.
+    _settings = temporary_settings(updates={**updates, "flows.heartbeat_frequency": None})
+    _settings.__enter__()  # this process: Prefect read its settings at import; for the rest of it
 
 
 def ready(timeout: float | None = None) -> None:

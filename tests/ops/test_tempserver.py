@@ -29,6 +29,10 @@ from prefect import flow, get_client
 
 @flow(name="hello")
 def hello():
+    from prefect.settings import get_current_settings
+
+    # No heartbeats to a server that goes with this process (their thread's join cost ~1 s).
+    assert get_current_settings().flows.heartbeat_frequency is None
     return "ran"
 
 assert hello() == "ran"
