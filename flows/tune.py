@@ -4,7 +4,6 @@ MLflow child run of the study's run; the best trial is retrained, registered and
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from rnnflow import tracking, training, trials, tune
 from rnnflow.config import PipelineConfig, TuneConfig
 from rnnflow.dataset import source_of
 from rnnflow.holdout import Holdout
+from rnnflow.ops import daskcluster
 from rnnflow.preflight import preflight_train
 from rnnflow.sources import label_of
 from rnnflow.summary import TuneSummary, config_hash, git_commit
@@ -69,46 +69,54 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
 def _run_trials(study, cfg: PipelineConfig, parent_id: str, tags: dict[str, str]) -> Counter:
     """Keep every worker busy with one trial until ``cfg.tune.trials`` have ended."""
     import dask
+
+    # A worker that dies fails its trial instead of the scheduler running it again elsewhere.
+    try:
+        with _shared_api(), dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
+                _task_runner(cfg.tune) as runner:
+            return _trials_on(runner, study, cfg, parent_id, tags)
+    finally:  # the client is gone: close a local cluster while the best trial is retrained
+        daskcluster.close_soon()
+
+
+def _trials_on(runner, study, cfg: PipelineConfig, parent_id: str, tags: dict[str, str]) -> Counter:
     import distributed
 
     dists, logger = tune.distributions(cfg.tune.space), get_run_logger()
     storage, uri = cfg.tune.storage or tune.default_storage(), tracking.tracking_uri()
     counts, running = Counter(), {}  # Dask future -> (Prefect future, open trial)
-    # A worker that dies fails its trial instead of the scheduler running it again elsewhere.
-    with _shared_api(), dask.config.set({"distributed.scheduler.allowed-failures": 0}), \
-            _task_runner(cfg.tune) as runner:
-        slots = max(1, sum(runner.client.nthreads().values()))
-        logger.info("study %s: %d trials on %d Dask worker slots", study.study_name, cfg.tune.trials, slots)
-        finished = distributed.as_completed(loop=runner.client.loop)
+    slots = max(1, sum(runner.client.nthreads().values()))
+    logger.info("study %s: %d trials on %d Dask worker slots", study.study_name, cfg.tune.trials, slots)
+    finished = distributed.as_completed(loop=runner.client.loop)
 
-        def submit() -> None:
-            t = trials.start_trial(study, dists, cfg, parent_id, tags)
-            # The trial id is what a worker needs to report to this same trial in the storage.
-            future = runner.submit(run_trial, parameters=dict(
-                cfg=t.config, study_name=study.study_name, storage=storage, trial_id=t.trial._trial_id,
-                number=t.trial.number, run_id=t.run_id, tracking_uri=uri))
-            running[future.wrapped_future] = (future, t)
-            finished.add(future.wrapped_future)
+    def submit() -> None:
+        t = trials.start_trial(study, dists, cfg, parent_id, tags)
+        # The trial id is what a worker needs to report to this same trial in the storage.
+        future = runner.submit(run_trial, parameters=dict(
+            cfg=t.config, study_name=study.study_name, storage=storage, trial_id=t.trial._trial_id,
+            number=t.trial.number, run_id=t.run_id, tracking_uri=uri))
+        running[future.wrapped_future] = (future, t)
+        finished.add(future.wrapped_future)
 
-        try:
-            for _ in range(min(slots, cfg.tune.trials)):
+    try:
+        for _ in range(min(slots, cfg.tune.trials)):
+            submit()
+        for done in finished:
+            future, t = running.pop(done)
+            try:
+                outcome, error = future.result(), None
+            except Exception as exc:  # the trial raised, or its worker died
+                outcome, error = None, exc
+            state = trials.finish_trial(study, t, outcome, error)
+            counts[state] += 1
+            detail = str(error) if error else f"val_loss {outcome.value:.4g}, {outcome.epochs} epochs"
+            logger.info("trial %d %s (%s) | %s", t.trial.number, state, detail,
+                        trials.progress(counts, cfg.tune.trials, study))
+            if sum(counts.values()) + len(running) < cfg.tune.trials:
                 submit()
-            for done in finished:
-                future, t = running.pop(done)
-                try:
-                    outcome, error = future.result(), None
-                except Exception as exc:  # the trial raised, or its worker died
-                    outcome, error = None, exc
-                state = trials.finish_trial(study, t, outcome, error)
-                counts[state] += 1
-                detail = str(error) if error else f"val_loss {outcome.value:.4g}, {outcome.epochs} epochs"
-                logger.info("trial %d %s (%s) | %s", t.trial.number, state, detail,
-                            trials.progress(counts, cfg.tune.trials, study))
-                if sum(counts.values()) + len(running) < cfg.tune.trials:
-                    submit()
-        except BaseException:  # Ctrl-C or a crash of the study itself: no run stays RUNNING
-            trials.abandon_trials(study, [t for _, t in running.values()])
-            raise
+    except BaseException:  # Ctrl-C or a crash of the study itself: no run stays RUNNING
+        trials.abandon_trials(study, [t for _, t in running.values()])
+        raise
     return counts
 
 
@@ -128,17 +136,16 @@ def _shared_api():
 
 
 def _task_runner(cfg: TuneConfig):
+    """The scheduler named by ``dask_address``, else the local cluster the command started
+    while it set itself up, else a local cluster of its own (a deployment's flow run)."""
     from prefect_dask import DaskTaskRunner
 
     if cfg.dask_address:
         return DaskTaskRunner(address=cfg.dask_address)
-    # No more workers than trials: each one costs seconds of imports before its first trial.
-    n = min(cfg.n_workers or max(1, len(os.sched_getaffinity(0))), cfg.trials)
-    # Processes, not threads: each trial trains with its own interpreter and torch threads.
-    # The dashboard on a free port (":0"): several studies on one machine must not collide.
     logging.getLogger("distributed").setLevel(logging.WARNING)  # a line per worker event
-    return DaskTaskRunner(cluster_kwargs={"n_workers": n, "threads_per_worker": 1, "processes": True,
-                                          "dashboard_address": ":0"})
+    if started := daskcluster.address():
+        return DaskTaskRunner(address=started)
+    return DaskTaskRunner(cluster_kwargs=daskcluster.cluster_kwargs(tune.local_workers(cfg)))
 
 
 def _best_trial(study):

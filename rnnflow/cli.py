@@ -38,16 +38,22 @@ class WorkFailed(Exception):
     """The work had started when ``__cause__`` was raised: exit 1, whatever its type."""
 
 
-def _set_up_while_prefect_boots(check_store: bool = False, trains: bool = False) -> None:
-    """Once the input is checked: boot Prefect's temporary server (if no API is set) and, while
-    it starts, check the tracking store when asked (its check imports MLflow: seconds), open it
-    (a new SQLite store migrates for seconds) and, for a command that ``trains`` in this
-    process, import what its first fit would import. ServiceUnavailable as ``check_services``."""
+def _set_up_while_prefect_boots(check_store: bool = False, trains: bool = False,
+                                dask_workers: int = 0) -> None:
+    """Once the input is checked: boot Prefect's temporary server (if no API is set) and a
+    local Dask cluster of ``dask_workers`` (if any) and, while they start, check the tracking
+    store when asked (its check imports MLflow: seconds), open it (a new SQLite store migrates
+    for seconds) and, for a command that ``trains`` in this process, import what its first fit
+    would import. ServiceUnavailable as ``check_services``."""
     from rnnflow.ops import tempserver
     from rnnflow.ops.services import check_prefect_api, check_tracking_store
 
     check_prefect_api()  # a configured API answers, before this process relies on it
     tempserver.start_early()
+    if dask_workers:  # after the server: the workers inherit its PREFECT_API_URL
+        from rnnflow.ops import daskcluster
+
+        daskcluster.start_early(dask_workers)
     if check_store:
         check_tracking_store()
     from rnnflow import tracking
@@ -190,7 +196,9 @@ def _tune(args: argparse.Namespace) -> int:
         tune.preflight_study(cfg)  # the storage opens and the scheduler answers, before any run exists
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    _set_up_while_prefect_boots(trains=True)  # the best trial is retrained in this process
+    # The best trial is retrained in this process; a local cluster's workers start meanwhile.
+    _set_up_while_prefect_boots(trains=True, dask_workers=0 if cfg.tune.dask_address else
+                                tune.local_workers(cfg.tune))
     from flows.tune import tune_flow
 
     from rnnflow.summary import format_tune_summary

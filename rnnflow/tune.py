@@ -109,6 +109,12 @@ def open_study(cfg: PipelineConfig, name: str) -> optuna.Study:
                                pruner=make_pruner(cfg.tune, cfg.train.epochs), direction="minimize")
 
 
+def local_workers(cfg: TuneConfig) -> int:
+    """Worker processes of a local cluster: ``n_workers``, else one per usable core, and no more
+    than trials (each one costs seconds of imports before its first trial)."""
+    return min(cfg.n_workers or max(1, len(os.sched_getaffinity(0))), cfg.trials)
+
+
 def check_scheduler(address: str, timeout: float = 5) -> None:
     """Connect to the Dask scheduler once; ValueError in one line when it does not answer."""
     import distributed

@@ -301,3 +301,5 @@ def test_ctrl_c_kills_every_run_and_leaves_the_study_resumable(tmp_path, mlflow_
     assert "KILLED" in {s for name, s in statuses.items() if name.startswith("trial-")}
     trials = optuna.load_study(study_name="int", storage=storage).trials
     assert trials and all(t.state.is_finished() for t in trials)  # nothing left for a resume to wait on
+    # The command's study ran on the local cluster it started while it set itself up.
+    assert "Connecting to an existing Dask cluster" in log.read_text()
