@@ -93,7 +93,9 @@ def main() -> None:
     env.pop("PREFECT_API_URL", None)  # a temporary server, as on a fresh clone
     if args.code:
         env["PYTHONPATH"] = str(args.code.resolve())
-    rnnflow = [str(BIN / "rnnflow")]
+    # The installed script names this checkout's entry point; another checkout's runs as its
+    # own `python -m rnnflow.cli` (what the script does: the module's __main__ block).
+    rnnflow = [sys.executable, "-m", "rnnflow.cli"] if args.code else [str(BIN / "rnnflow")]
     py = [sys.executable, "-c"]
 
     def log(msg: str) -> None:
