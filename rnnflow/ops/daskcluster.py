@@ -18,9 +18,11 @@ import atexit
 import logging
 import threading
 
+from rnnmodel.engine import FIRST_FIT_IMPORTS
+
 # What a trial imports, done when a worker starts: the task and its modules, MLflow's client,
-# Optuna's storage and what the first optimizer imports (rnnmodel.engine.FIRST_FIT_IMPORTS).
-PRELOAD = ("tasks.tune", "mlflow.tracking", "optuna", "torch._dynamo")
+# Optuna's storage and what the first optimizer imports.
+PRELOAD = ("tasks.tune", "mlflow.tracking", "optuna", *FIRST_FIT_IMPORTS)
 
 _cluster = None
 _error: BaseException | None = None
