@@ -33,6 +33,22 @@ def sigint_as_in_a_terminal() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
+@pytest.fixture(autouse=True)
+def _prefect_api_of_this_test_only():
+    """A flow command run in this process without the harness boots rnnflow's temporary server
+    here once its input is checked, and points ``os.environ`` at it for the rest of the process
+    (rnnflow.ops.tempserver), even when a later check fails (an unreachable tracking store):
+    a later test's subprocesses, which must start their own, would inherit that address."""
+    keys = ("PREFECT_API_URL", "PREFECT_UI_URL")
+    saved = {k: os.environ.get(k) for k in keys}
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 @pytest.fixture
 def mlflow_store(tmp_path, monkeypatch):
     """A fresh SQLite tracking store and artifact root; returns the tracking URI."""
