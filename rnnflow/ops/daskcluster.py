@@ -75,7 +75,7 @@ def close_soon() -> None:
     ``start_early`` of this process starts another."""
     global _cluster, _error, _started
     if _started is not None:
-        _started.join()
+        _started.join(60)  # a start under way (Ctrl-C during set-up) ends first
     if _cluster is not None:
         closing = threading.Thread(target=_cluster.close, name="rnnflow-dask-close", daemon=True)
         closing.start()
