@@ -69,6 +69,8 @@ def tune_flow(config: PipelineConfig = PipelineConfig()) -> TuneSummary:
 def _run_trials(study, cfg: PipelineConfig, parent_id: str, tags: dict[str, str]) -> Counter:
     """Keep every worker busy with one trial until ``cfg.tune.trials`` have ended."""
     import dask
+    import distributed  # noqa: F401  its config defaults, before the set below: leaving a set
+    # that created "distributed" removes the whole section, and the next study had no defaults
 
     # A worker that dies fails its trial instead of the scheduler running it again elsewhere.
     try:
