@@ -202,7 +202,16 @@ def log_dataset(run_id: str, frame: pd.DataFrame, source: str, target: str, cont
     dataset = mlflow.data.from_pandas(frame, source=where, name=name, targets=target)
     tags = [InputTag("mlflow.data.context", context),
             *(InputTag(f"rnnflow.{k}", str(v)) for k, v in (rows or {}).items())]
-    client().log_inputs(run_id, datasets=[DatasetInput(dataset._to_mlflow_entity(), tags=tags)])
+    inputs = [DatasetInput(dataset._to_mlflow_entity(), tags=tags)]
+    try:
+        client().log_inputs(run_id, datasets=inputs)
+    except mlflow.exceptions.MlflowException as exc:
+        # MLflow's SQL store looks the data set up, then inserts it: two runs logging the same
+        # new data set at once (two workers, one file) collide on its unique key and one fails.
+        # The insert that won made it exist; logging again links it (the failed call rolled back).
+        if "unique" not in str(exc).lower() or "dataset" not in str(exc).lower():
+            raise
+        client().log_inputs(run_id, datasets=inputs)
     return dataset.digest
 
 
