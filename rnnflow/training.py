@@ -51,7 +51,8 @@ def network_config(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Networ
         input_size=ds.train.x.shape[-1], output_size=len(ds.pre.columns.targets),
         hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
         bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon,
-        quantiles=tuple(cfg.model.quantiles), known_size=ds.pre.known_size)
+        quantiles=tuple(cfg.model.quantiles), known_size=ds.pre.known_size,
+        **({"window": ds.pre.window, "autoregressive": True} if cfg.model.autoregressive else {}))
 
 
 def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant, warm: WarmStart | None = None) -> SequenceRegressor:

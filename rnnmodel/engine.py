@@ -55,7 +55,7 @@ class EpochStats:
 class History:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
-    best_epoch: int = -1
+    best_epoch: int = -1  # -1: no epoch beat the weights it started with (or no validation)
     stopped_early: bool = False
     seconds: float = 0.0
 
@@ -166,8 +166,12 @@ FIRST_FIT_IMPORTS = ("torch._dynamo",)
 
 def fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainSpec,
         device: torch.device | str = "cpu",
-        on_epoch: Callable[[EpochStats], None] | None = None) -> History:
+        on_epoch: Callable[[EpochStats], None] | None = None, fit_linear: bool = True) -> History:
     """Train ``model`` in place and return its per-epoch history.
+
+    A network with a linear autoregressive term first gets it by least squares on ``train``
+    (``SequenceRegressor.fit_autoregressive``) unless ``fit_linear`` is False (a warm start
+    keeps the weights it has).
 
     Data move to ``device`` once; batches are index views of those tensors, and the loss is
     summed on the device so the host syncs once per epoch, not once per batch. With a
@@ -176,13 +180,17 @@ def fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainSp
     callers_threads = torch.get_num_threads()
     torch.set_num_threads(spec.num_threads or auto_threads(model))
     try:
-        return _fit(model, train, val, spec, torch.device(device), on_epoch)
+        linear = fit_linear and getattr(model, "ar", None) is not None
+        if linear:
+            model.fit_autoregressive(train.x, train.y)
+        return _fit(model, train, val, spec, torch.device(device), on_epoch, linear)
     finally:
         torch.set_num_threads(callers_threads)
 
 
 def _fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainSpec,
-         device: torch.device, on_epoch: Callable[[EpochStats], None] | None) -> History:
+         device: torch.device, on_epoch: Callable[[EpochStats], None] | None,
+         keep_start: bool = False) -> History:
     model.to(device).train()
     train = train.to(device)
     val = val.to(device) if val is not None and len(val) else None
@@ -192,6 +200,8 @@ def _fit(model: nn.Module, train: Sequences, val: Sequences | None, spec: TrainS
     shuffler = torch.Generator().manual_seed(spec.seed)
     history, stopper = History(), _EarlyStopping(spec.patience)
     start = time.perf_counter()
+    if keep_start and val is not None:  # the linear fit is kept when no epoch beats it (best_epoch -1)
+        stopper.should_stop(model, _mean_loss(model, val, step.loss_fn, max(spec.batch_size, 256)), -1)
     for epoch in range(spec.epochs):
         t0 = time.perf_counter()
         order = torch.randperm(len(train), generator=shuffler).to(device) if spec.shuffle else None

@@ -26,6 +26,8 @@ class NetworkConfig:
     horizon: int | None = None  # None: one output per input step; H: H steps after the window
     quantiles: tuple[float, ...] = ()  # sorted levels with 0.5, one output each; (): one point
     known_size: int = 0  # F: the last F inputs are known ahead; x then ends with H rows of them
+    window: int = 0  # W of a forecaster's input windows: sizes the linear autoregressive term
+    autoregressive: bool = False  # add a linear map of the window's past inputs to the point forecast
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantiles", tuple(float(q) for q in self.quantiles))
@@ -43,6 +45,9 @@ class NetworkConfig:
         if self.known_size and (self.horizon is None or not 0 < self.known_size <= self.input_size):
             raise ValueError(f"known_size={self.known_size} needs a horizon and at most input_size="
                              f"{self.input_size} inputs, got horizon={self.horizon}")
+        if self.autoregressive and (self.horizon is None or self.window < 1):
+            raise ValueError(f"autoregressive needs a horizon and the window length, got horizon="
+                             f"{self.horizon}, window={self.window}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -102,6 +107,10 @@ class SequenceRegressor(nn.Module):
         if c.known_size:  # head input per step = encoder summary + that step's known features
             self.known_head = nn.Sequential(nn.Linear(summary + c.known_size, c.hidden_size), nn.ReLU(),
                                             nn.Linear(c.hidden_size, c.outputs_per_step))
+        if c.autoregressive:  # zero until fit_autoregressive: the plain recurrent network
+            self.ar = nn.Linear(c.window * (c.input_size - c.known_size), c.horizon * c.output_size)
+            nn.init.zeros_(self.ar.weight)
+            nn.init.zeros_(self.ar.bias)
         if c.quantiles:
             self.register_buffer("calibration", torch.zeros(c.horizon or 1, c.output_size, c.n_quantiles))
 
@@ -124,7 +133,41 @@ class SequenceRegressor(nn.Module):
         if c.known_size:
             per_step = torch.cat([last.unsqueeze(1).expand(-1, c.horizon, -1), known], dim=2)
             y = y + self.known_head(per_step)  # (batch, H, outputs_per_step)
+        if c.autoregressive:
+            y = self._plus_point(y, self.ar(x[..., :c.input_size - c.known_size].flatten(1)))
         return self._levels(y)
+
+    def _plus_point(self, y: torch.Tensor, point: torch.Tensor) -> torch.Tensor:
+        """y (batch, H, outputs_per_step) with ``point`` (batch, H * output_size) added to the
+        point output of every target: the median's raw output of a quantile head (the other
+        levels are increments from it, so they move with it)."""
+        c = self.config
+        point = point.view(y.shape[0], c.horizon, c.output_size, 1)
+        if c.quantiles:
+            m = median_index(c.quantiles)
+            point = nn.functional.pad(point, (m, c.n_quantiles - m - 1))
+        return y + point.flatten(2)
+
+    @torch.no_grad()
+    def fit_autoregressive(self, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-3) -> None:
+        """Set the linear autoregressive term to the ridge least-squares fit of the targets on the
+        flattened windows, and zero the heads' last layers, so the untrained network forecasts
+        exactly what that linear model does and training fits the rest: x (n, W[+H], C), y (n,
+        H, output_size), normalised units; ``ridge`` is the penalty per row and weight (not on
+        the intercept). Solved in float64 on the CPU."""
+        c = self.config
+        a = x[:, :c.window, :c.input_size - c.known_size].flatten(1).double().cpu()
+        a = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], dim=1)
+        b = y.flatten(1).double().cpu()
+        penalty = torch.eye(a.shape[1], dtype=a.dtype) * ridge * len(a)
+        penalty[-1, -1] = 0.0
+        w = torch.linalg.solve(a.T @ a + penalty, a.T @ b)  # (W*C + 1, H*T)
+        self.ar.weight.copy_(w[:-1].T.to(self.ar.weight))
+        self.ar.bias.copy_(w[-1].to(self.ar.bias))
+        last = [self.head, *([self.known_head[-1]] if c.known_size else [])]
+        for layer in last:
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
 
     def _levels(self, out: torch.Tensor) -> torch.Tensor:
         """(batch, steps, outputs_per_step) -> (batch, steps, output_size), or with quantiles

@@ -38,7 +38,8 @@ def fit_variant(ds: Dataset, cfg: PipelineConfig, variant: Variant, name: str, r
     device = resolve_device(cfg.train.device)
     model = training.build_variant(cfg, ds, variant, warm)
     history = fit(model, ds.train.sequences(), ds.val.sequences() if ds.val else None, cfg.train,
-                  device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)))
+                  device, on_epoch=epoch_progress(name, cfg.train.epochs, tracking.epoch_logger(run_id)),
+                  fit_linear=warm is None)
     return training.evaluate_fitted(model, history, ds)
 
 

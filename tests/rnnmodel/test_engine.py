@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -250,3 +251,38 @@ def test_cuda_loop_copies_nothing_per_batch():
     batches = cfg.train.epochs * math.ceil(len(train) / cfg.train.batch_size)
     copies = sum("Memcpy HtoD" in e.name for e in prof.events())
     assert copies < batches // 2, (copies, batches)
+
+
+def _linear_data(seed: int, n: int = 256):
+    """(n, 8, 1) windows whose next value is exactly their last plus their last change."""
+    from rnnmodel.windows import Sequences
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, 1, generator=g).cumsum(1)
+    return Sequences(x, (2 * x[:, -1] - x[:, -2]).unsqueeze(1))
+
+
+def test_a_linear_start_no_epoch_beats_is_kept():
+    from rnnflow.config import TrainConfig
+
+    model = init_model(0, NetworkConfig(1, 1, hidden_size=8, cell="gru", horizon=1, window=8, autoregressive=True))
+    train_data, val = _linear_data(0), _linear_data(1)
+    start = copy.deepcopy(model)
+    start.fit_autoregressive(train_data.x, train_data.y)
+    torch.testing.assert_close(predict(start, val.x), val.y, atol=0.05, rtol=0.01)  # near exact (ridge)
+    spec = TrainConfig(epochs=3, lr=0.5, patience=2, grad_clip=0.0)  # a step that large only spoils it
+    history = fit(model, train_data, val, spec)
+    assert history.best_epoch == -1 and min(history.val_loss) > 1e-3
+    torch.testing.assert_close(predict(model, val.x), predict(start, val.x))
+
+
+def test_fit_linear_false_keeps_the_weights_it_was_given():
+    from rnnflow.config import TrainConfig
+
+    model = init_model(0, NetworkConfig(1, 1, hidden_size=8, cell="gru", horizon=1, window=8, autoregressive=True))
+    with torch.no_grad():
+        model.ar.weight.fill_(0.25)
+    fit(model, _linear_data(0), None, TrainConfig(epochs=1, lr=1e-9), fit_linear=False)
+    torch.testing.assert_close(model.ar.weight, torch.full_like(model.ar.weight, 0.25))
+    fit(model, _linear_data(0), None, TrainConfig(epochs=1, lr=1e-9))
+    assert not torch.allclose(model.ar.weight, torch.full_like(model.ar.weight, 0.25))
