@@ -59,6 +59,7 @@ class Case:
     seasons: tuple[int, ...] = ()  # MSTL's seasons (none: no MSTL)
     tag: str = ""  # a second training of the same file (e.g. "cal"): its own experiment and model
     missing: str = "fail"  # rnnflow's --missing, also how this script reads the file
+    flags: tuple[str, ...] = ()  # more `rnnflow train` flags for this file
 
     @property
     def name(self) -> str:
@@ -82,7 +83,7 @@ class Case:
             args += ["--layout", self.layout]
         if self.missing != "fail":
             args += ["--missing", self.missing]
-        return args
+        return [*args, *self.flags]
 
 
 CASES = [  # monthly series: one year of inputs; yearly sunspots: two ~11-year cycles
@@ -94,9 +95,10 @@ CASES = [  # monthly series: one year of inputs; yearly sunspots: two ~11-year c
     Case("airpassengers.csv", "passengers", "month", window=12, season_length=12, seasons=(12,)),
     Case("macrodata.csv", "realgdp", "date", window=8, features=("realcons", "cpi")),
     # a day and a year of seasons; one year of rows leaves MSTL the day only. The hour skipped
-    # by summer time is filled.
-    Case("seattle_temps_hourly.csv", "temp", "date", window=24, season_length=24, seasons=(24,),
-         missing="interpolate"),
+    # by summer time is filled. Two days of inputs, so the window holds the hour a day back and
+    # the one before it, and the linear term a series this smooth needs (RESULTS.md, 2026-12-06).
+    Case("seattle_temps_hourly.csv", "temp", "date", window=48, season_length=24, seasons=(24,),
+         missing="interpolate", flags=("--autoregressive",)),
     Case("seattle_weather_daily.csv", "temp_max", "date", window=14, season_length=7, seasons=(7, 365),
          features=("temp_min", "precipitation", "wind")),
 ]

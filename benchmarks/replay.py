@@ -3,7 +3,8 @@ verdict, gate; measure detection delay, false alarms, post-change error and warm
 
     .venv/bin/python benchmarks/replay.py            # nottem and airpassengers, 4 replays each
     .venv/bin/python benchmarks/replay.py --quick    # nottem, clean and swing x3, small network
-    .venv/bin/python benchmarks/replay.py --normalize window_std   # windows scaled by their std too
+    .venv/bin/python benchmarks/replay.py --normalize window   # windows minus their mean only
+    .venv/bin/python benchmarks/replay.py --window 12          # one season of inputs
 
 Each replay starts from the first 60 % of a file of ../shared/data as history (a CSV file in a
 temporary folder), trains and registers a champion through the training flow, then, one period
@@ -240,7 +241,9 @@ def main() -> None:
     p.add_argument("--stale-ratio", type=float, default=None)
     p.add_argument("--stale-periods", type=int, default=None)
     p.add_argument("--normalize", default=None, help="the training's --normalize (default: its own, "
-                   "window: each window minus its mean); window_std also divides by the window's std")
+                   "window_std: each window minus its mean, divided by its std); window: the mean only")
+    p.add_argument("--window", type=int, default=None, help="the training's --window (default: 24, two "
+                   "seasons); with one season the monitor's default stale_periods falls from 3 to 2")
     args = p.parse_args()
     files = args.files or (["nottem"] if args.quick else ["nottem", "airpassengers"])
     changes = args.changes or (["clean", "swing3"] if args.quick else list(CHANGES))
@@ -253,8 +256,8 @@ def main() -> None:
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     print(f"replay: {files} x {changes}, stores in {work}, load {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
-    scaling = {"normalize": args.normalize} if args.normalize else {}
-    replays = [replay(f, c, work, args.quick, stale, args.steps, spec={**FILES[f], **scaling})
+    data = {k: v for k, v in {"normalize": args.normalize, "window": args.window}.items() if v is not None}
+    replays = [replay(f, c, work, args.quick, stale, args.steps, spec={**FILES[f], **data})
                for f in files for c in changes]
     load1 = os.getloadavg()
     print(table([r for r in replays if r.no_champion is None]))
@@ -270,6 +273,7 @@ def main() -> None:
     warm_time = (sum(f["warm_s"] for f in fits) / sum(f["cold_s"] for f in fits)) if fits else None
     out = {
         "files": files, "changes": changes, "quick": args.quick, "normalize": args.normalize or "default",
+        "window": args.window or "default",
         "false_alarms": alarms, "false_alarms_per_100_periods": round(100 * alarms / max(total_periods, 1), 2),
         "monitored_periods": total_periods,
         "detection_delay_periods": max(delays) if delays else None,
