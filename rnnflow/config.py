@@ -391,7 +391,7 @@ TUNABLE: dict[str, tuple[str, str]] = {
     "hidden_size": ("model", "hidden_size"), "num_layers": ("model", "num_layers"),
     "dropout": ("model", "dropout"), "lr": ("train", "lr"),
     "weight_decay": ("train", "weight_decay"), "batch_size": ("train", "batch_size"),
-    "window": ("data", "window"),
+    "window": ("data", "window"), "autoregressive": ("model", "autoregressive"),
 }
 
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
@@ -531,6 +531,9 @@ class PipelineConfig(Section):
                 except ValidationError as exc:
                     raise ValueError(f"tune.space.{name}: {value!r} is not allowed ({section}.{field}: "
                                      f"{describe(exc).split(': ', 1)[-1]})") from None
+                if name == "autoregressive" and value and self.data.per_step:
+                    raise ValueError(f"tune.space.autoregressive: True is not allowed (source "
+                                     f"{self.data.source!r} predicts every step; the term forecasts from a window)")
         return self
 
 

@@ -90,6 +90,11 @@ class SequenceRegressor(nn.Module):
     the step-h effect of a calendar value is learned once for every step (weights shared over
     steps, so a long horizon needs no more data), and a BRNN cannot peek at the future through
     its backward pass, which a window extended by the future rows would allow.
+
+    With ``autoregressive`` (and ``window``), a linear map ``ar`` of the window's past inputs,
+    flattened, (batch, W * (input_size - F)) -> (batch, H * output_size), is added to the point
+    forecast (a quantile head's median, which the other levels follow): LSTNet's "highway".
+    ``fit_autoregressive`` sets it by least squares before training.
     """
 
     def __init__(self, config: NetworkConfig):

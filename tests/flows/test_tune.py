@@ -44,6 +44,8 @@ def free_port() -> int:
     ({"dropout": {"type": "float", "low": 0.0, "high": 1.0}}, "tune.space.dropout: 1.0 is not allowed"),
     ({"lr": {"type": "normal", "low": 0.0, "high": 1.0}}, "tune.space.lr: Input tag 'normal' found using 'type' does not match"),
     ({}, "tune.space: empty search space"),
+    ({"autoregressive": {"type": "categorical", "choices": [False, True]}},  # the default task predicts every step
+     "tune.space.autoregressive: True is not allowed (source 'smoothing' predicts every step"),
 ])
 def test_a_bad_search_space_is_one_line(space, expected):
     with pytest.raises(ConfigError) as err:
@@ -61,6 +63,8 @@ def test_space_becomes_distributions_and_trial_configs():
     assert (trial.model.cell, trial.model.variants, trial.model.hidden_size) == ("lstm", ["brnn"], 48)
     assert (trial.train.lr, trial.train.batch_size, trial.data.window) == (0.004, 32, 24)
     assert trial.train.num_threads == cfg.tune.threads_per_worker and not trial.train.concurrent
+    forecasting = load_config(overrides={"preset": "sine"})
+    assert trial_config(forecasting, {"autoregressive": True}).model.autoregressive
 
 
 @pytest.mark.parametrize("argv, expected", [
