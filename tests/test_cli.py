@@ -125,3 +125,10 @@ def test_summary_links_the_run_where_the_ui_will_show_it(mlflow_store):
     client.set_terminated(run.info.run_id)
     assert ui_hint(run.info.run_id) == ("  open the MLflow UI: make ui, then http://127.0.0.1:5000/#/experiments/"
                                         f"{run.info.experiment_id}/runs/{run.info.run_id}")
+
+
+def test_a_linear_term_on_a_task_without_a_horizon_is_one_line(capsys, mlflow_store):
+    code, err = run_cli(capsys, "train", "--preset", "tutorial", "--autoregressive")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "autoregressive forecasts from a window; source 'random' predicts every step" in err
+    assert not Path(mlflow_store.removeprefix("sqlite:///")).exists(), "no MLflow store may be created"
