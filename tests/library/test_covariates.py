@@ -119,6 +119,18 @@ def test_served_forecast_equals_logged_and_bad_input_is_one_line(tmp_path, mlflo
     assert len(said) == 1 and "future column 'promo' has no value for 2023-05-02 (step 2 ahead)" in said[0]
 
 
+def test_a_linear_term_beside_future_columns_is_served_as_logged(tmp_path, mlflow_store):
+    frame = promotions(tmp_path / "p.csv", n=120)
+    cfg = config(tmp_path / "p.csv", target=["sales"], time_column="day", window=7, horizon=3,
+                 future_features=["promo"], calendar=["auto"])
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"autoregressive": True})})
+    uri, ds, model = logged(cfg)
+    assert model.ar.in_features == 7 * 1 and model.ar.weight.abs().sum() > 0  # fitted on the sales history
+    table = mlflow.pyfunc.load_model(uri).predict(with_rows_ahead(frame, [1, 0, 0]))
+    test = table[table["origin"] == ds.segments[2]["__single__"][0] - 1]["sales"].to_numpy()
+    np.testing.assert_allclose(test, evaluate.forecast(model, ds.test, ds.pre)[0, :, 0], rtol=1e-5)
+
+
 def test_calendar_and_holiday_errors_are_one_line_before_any_work(tmp_path, capsys, mlflow_store):
     pd.DataFrame({"t": range(60), "y": np.sin(np.arange(60))}).to_csv(tmp_path / "s.csv", index=False)
     base = ["train", "--data", str(tmp_path / "s.csv"), "--target", "y", "--time-column", "t", "--window", "6"]
