@@ -66,6 +66,16 @@ def _set_up_while_prefect_boots(check_store: bool = False, trains: bool = False,
             importlib.import_module(module)
 
 
+def _discard_unused_services() -> None:
+    """What ``_set_up_while_prefect_boots`` started for work that never began: a caller of
+    ``main`` that lives on gets its Prefect settings back and no idle cluster."""
+    from rnnflow.ops import tempserver
+
+    tempserver.discard_unused()
+    if "rnnflow.ops.daskcluster" in sys.modules:
+        sys.modules["rnnflow.ops.daskcluster"].close_soon()
+
+
 def run_work(fn, *args, **kwargs):
     """Call a flow; any error from inside it is a failed run (exit 1), even a ValueError."""
     if getattr(fn, "fn", None) is not None:  # a Prefect flow: it may start a temporary server
@@ -452,6 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnflow {command}: failed: {failure_line(exc.__cause__)}", file=sys.stderr)
         return EXIT_FAILED
     except _before_work_errors() as exc:
+        _discard_unused_services()
         print(f"rnnflow {command}: error: {exc}", file=sys.stderr)
         return EXIT_BEFORE_WORK
     except Exception as exc:  # anything else failed once work was under way

@@ -30,12 +30,13 @@ _api_url: str | None = None
 _settings = None  # the temporary_settings context that points Prefect at the server
 _log = None  # what the server printed (read when it fails)
 _answered = False  # the server has answered once: no need to ask again
+_saved_env: dict[str, str | None] = {}  # PREFECT_API_URL and PREFECT_UI_URL before start_early
 
 
 def start_early() -> None:
     """Start the temporary server in the background unless an API is configured or it runs
     already; this process uses it from now on. Returns at once."""
-    global _server, _api_url, _settings, _log
+    global _server, _api_url, _settings, _log, _saved_env
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, get_current_settings, temporary_settings
 
     if _server is not None or get_current_settings().api.url:
@@ -63,6 +64,7 @@ def start_early() -> None:
     atexit.register(stop)
     # No UI is served and the server goes with the command: no "View at" links to a dead page.
     updates = {PREFECT_API_URL: _api_url, PREFECT_UI_URL: ""}
+    _saved_env = {s.name: os.environ.get(s.name) for s in updates}
     os.environ.update({s.name: str(v) for s, v in updates.items()})  # flow-run subprocesses, Dask workers
     # Flow-run heartbeats tell a lasting server that a run's process died; this server dies
     # with it, and joining the heartbeat thread cost up to 1 s at the end of every flow run.
@@ -100,6 +102,25 @@ def ready(timeout: float | None = None) -> None:
     _answered = True
     print(f"rnnflow: started a temporary Prefect server on {_api_url.removesuffix('/api')} "
           "(no PREFECT_API_URL set); it stops when this command ends", file=sys.stderr, flush=True)
+
+
+def discard_unused() -> None:
+    """Stop the server ``start_early`` booted if no flow has used it yet (the command failed a
+    check after booting it), and give this process back its Prefect settings: for callers of
+    ``rnnflow.cli.main`` that live on, a notebook or a test, whose next command must not find
+    ``PREFECT_API_URL`` pointing at it. A server that has answered stays for the next command."""
+    global _settings
+    if _server is None or _answered:
+        return
+    stop()
+    if _settings is not None:
+        _settings.__exit__(None, None, None)
+        _settings = None
+    for name, value in _saved_env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def stop() -> None:

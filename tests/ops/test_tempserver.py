@@ -56,6 +56,25 @@ print("NO SERVER")
 """
 
 
+FAILED_CHECK = """
+import os, socket
+from rnnflow.cli import main
+from rnnflow.ops import tempserver
+
+# The store is checked after the server was booted: the command stops before any work.
+assert main(["train", "--preset", "tutorial", "--epochs", "1"]) == 2
+assert tempserver._api_url, "no server was booted before the check"
+assert tempserver._server is None and "PREFECT_API_URL" not in os.environ and "PREFECT_UI_URL" not in os.environ
+from prefect.settings import get_current_settings
+
+assert not get_current_settings().api.url, get_current_settings().api.url
+port = int(tempserver._api_url.rsplit(":", 1)[1].split("/")[0])
+with socket.socket() as s:
+    assert s.connect_ex(("127.0.0.1", port)) != 0, "the unused server still listens"
+print("DISCARDED")
+"""
+
+
 def _python(code: str, tmp_path, **env) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
@@ -78,3 +97,10 @@ def test_no_server_boots_when_an_api_is_configured(tmp_path):
     done = _python(CONFIGURED, tmp_path, PREFECT_API_URL="http://127.0.0.1:9/api")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "NO SERVER" in done.stdout
+
+
+def test_a_command_that_fails_a_check_after_booting_leaves_no_server_and_no_settings(tmp_path):
+    done = _python(FAILED_CHECK, tmp_path, MLFLOW_TRACKING_URI="http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "DISCARDED" in done.stdout
+    assert "tracking" in done.stderr and "started a temporary Prefect server" not in done.stderr
