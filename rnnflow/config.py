@@ -198,8 +198,8 @@ class ModelConfig(Section):
     autoregressive: bool = Field(False, description="Add a linear autoregressive term to the point "
                                  "forecast (LSTNet's highway): a linear map of the normalised window, "
                                  "fitted by least squares before training, which then fits the rest. "
-                                 "Off by default: with 48-step windows it halved the hourly file's "
-                                 "error (0.057 against 0.118), but on the seven other shared files it "
+                                 "Off by default: with 48-step windows it cut the hourly file's error "
+                                 "2.2x (0.057 against 0.125), but on the seven other shared files it "
                                  "was 1-22 % worse on four, 3-9 % better on three (benchmarks/RESULTS.md)")
     quantiles: list[float] = Field([], description="Quantile levels to forecast, sorted, in (0, 1), "
                                    "e.g. 0.1 0.5 0.9 (0.5 is added when missing: the median is the "
