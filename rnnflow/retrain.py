@@ -23,16 +23,18 @@ TAG = "retrain."  # prefix of the judgement tags on both challengers' versions
 
 
 def challenger_configs(cfg: PipelineConfig, warm: WarmStart) -> dict[str, PipelineConfig]:
-    """The warm and cold challengers' configs: ``cfg`` with the champion's network and the
-    registry on; only the warm one starts from ``warm``."""
+    """The warm and cold challengers' configs: ``cfg`` with the champion's network, its
+    scaling (a champion trained under an older default of ``auto`` keeps what it was trained
+    with) and the registry on; only the warm one starts from ``warm``."""
     net = warm.network.config
     model = ModelConfig.model_validate({**cfg.model.model_dump(), "cell": net.cell,
                                         "hidden_size": net.hidden_size, "num_layers": net.num_layers,
-                                        "dropout": net.dropout,
+                                        "dropout": net.dropout, "autoregressive": net.autoregressive,
                                         "variants": ["brnn" if net.bidirectional else "rnn"]})
+    data = cfg.data.model_copy(update={"normalize": warm.pre.scaling})
     tracking = cfg.tracking.model_copy(update={"register_best": True})
     return {role: cfg.model_copy(update={
-        "model": model, "tracking": tracking,
+        "model": model, "data": data, "tracking": tracking,
         "train": cfg.train.model_copy(update={"warm_start": warm.uri if role == "warm" else None})})
         for role in ROLES}
 
