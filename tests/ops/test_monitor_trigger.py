@@ -1,6 +1,7 @@
 """Stale -> event -> retrain, for real: `rnnflow serve` on a real `prefect server start` (the
 server's event services evaluate the trigger), the monitor emits `rnnflow.model.stale` on a
-series whose seasonal swing tripled, and the retrain-on-stale deployment trains on it."""
+series whose seasonal swing tripled, and the retrain-on-stale deployment retrains it warm and
+cold through one gate."""
 
 import json
 import os
@@ -67,20 +68,29 @@ def test_a_stale_verdict_triggers_the_retrain_deployment(tmp_path, mlflow_store)
         exp = client.get_experiment_by_name("rnnflow")
         (mon,) = client.search_runs([exp.experiment_id], "tags.`rnnflow.kind` = 'monitor'")
         event_id = mon.data.tags["stale_event_id"]
-        deadline, retrain = time.monotonic() + 180, []
-        while not retrain and time.monotonic() < deadline and serve.poll() is None:
+        # Both challengers are registered, then judged: wait for the judgement on both.
+        judged = lambda: [v for v in client.search_model_versions("name = 'rnnflow'")
+                          if v.tags.get("rnnflow.stale_event_id") == event_id and "retrain.outcome" in v.tags]
+        deadline, retrain = time.monotonic() + 240, []
+        while len(retrain) < 2 and time.monotonic() < deadline and serve.poll() is None:
             time.sleep(3)
-            retrain = [v for v in client.search_model_versions("name = 'rnnflow'")
-                       if v.tags.get("rnnflow.stale_event_id") == event_id]
-        assert retrain, f"no retrain registered a version; serve printed:\n{log_path.read_text()[-3000:]}"
-        (version,) = retrain
-        assert str(version.version) == "2" and version.tags["rnnflow.monitor_run_id"] == mon.info.run_id
-        assert version.tags["rnnflow.stale_version"] == "rnnflow v1"
-        parent = client.get_run(version.tags["parent_run_id"])
-        assert parent.data.tags["rnnflow.stale_event_id"] == event_id
-        assert parent.data.params["data"].endswith("sales.csv")
-        # The flow run is the deployment's, started by the trigger's automation, and completes.
-        flow_run = api(url, f"/flow_runs/{version.tags['prefect.flow_run_id']}")
+            retrain = judged()
+        assert len(retrain) == 2, f"the retrain judged {len(retrain)} versions; serve printed:\n{log_path.read_text()[-3000:]}"
+        by_role = {v.tags["retrain.role"]: v for v in retrain}
+        assert sorted(by_role) == ["cold", "warm"] and sorted(str(v.version) for v in retrain) == ["2", "3"]
+        assert by_role["warm"].tags["warm_start_from"] == "models:/rnnflow/1"
+        for version in retrain:
+            assert version.tags["rnnflow.monitor_run_id"] == mon.info.run_id
+            assert version.tags["rnnflow.stale_version"] == "rnnflow v1"
+            parent = client.get_run(version.tags["parent_run_id"])
+            assert parent.data.tags["rnnflow.stale_event_id"] == event_id
+            assert parent.data.params["data"].endswith("sales.csv")
+        # The flow run is the deployment's, started by the trigger's automation, and completes;
+        # both trainings are subflows of that one run.
+        flow_run = api(url, f"/flow_runs/{by_role['warm'].tags['prefect.flow_run_id']}")
+        if flow_run.get("parent_task_run_id"):
+            parent_run = api(url, f"/task_runs/{flow_run['parent_task_run_id']}")
+            flow_run = api(url, f"/flow_runs/{parent_run['flow_run_id']}")
         assert api(url, f"/deployments/{flow_run['deployment_id']}")["name"] == "retrain-on-stale"
         assert flow_run["created_by"]["type"] == "AUTOMATION"
         deadline = time.monotonic() + 60
