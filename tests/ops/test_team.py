@@ -342,6 +342,47 @@ def test_two_runs_at_once_on_two_workers_promote_fairly(stack):
     assert len(first) == 1 and judged[next(v for v in judged if v != first[0])] == first[0], judged
 
 
+# -- issue 18: stale -> event -> retrain on a worker -------------------------------------------
+@pytest.mark.slow
+def test_a_stale_verdict_retrains_warm_and_cold_on_a_worker(stack):
+    """The monitor, run as a team member runs it, emits `rnnflow.model.stale` to the team's
+    Prefect server; the automation `prefect deploy --all` applied with `retrain-on-stale`
+    starts that deployment on the pool, and a worker retrains the version warm and cold against
+    the team's MLflow."""
+    from tests.flows.test_monitor import SEASON, TRAIN_ROWS, series
+
+    st, csv = stack, stack.home / "stale.csv"
+    series(n=TRAIN_ROWS).to_csv(csv, index=False)
+    env = client_env(st)
+    run = lambda *args: subprocess.run([BIN / "rnnflow", *args], env=env, cwd=ROOT, capture_output=True,
+                                       text=True, timeout=300)
+    # Scaled by the window's mean only, the tripled swing is a change the model cannot absorb.
+    trained = run("train", "--data", str(csv), "--target", "sales", "--time-column", "month", "--window",
+                  str(SEASON), "--season-length", str(SEASON), "--hidden-size", "8", "--epochs", "30",
+                  "--variants", "rnn", "--min-skill", "-100", "--normalize", "window",
+                  "--model-name", "team-stale", "--experiment", "team-stale")
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    series("swing").to_csv(csv, index=False)
+    watched = run("monitor", "--model-uri", "models:/team-stale@champion", "--data", str(csv), "--stale-skill", "-10")
+    assert watched.returncode == 0 and ": stale (" in watched.stdout.splitlines()[-1], watched.stdout + watched.stderr
+    t0, judged = time.monotonic(), []
+    while len(judged) < 2 and time.monotonic() - t0 < 300:
+        time.sleep(3)
+        judged = [v for v in versions(st, "team-stale") if "retrain.outcome" in version_tags(v)]
+    assert len(judged) == 2, f"{len(judged)} challengers judged\n{_log_tails(st.home)}"
+    roles = {version_tags(v)["retrain.role"]: version_tags(v) for v in judged}
+    assert sorted(roles) == ["cold", "warm"] and roles["warm"]["warm_start_from"] == "models:/team-stale/1"
+    assert all(t["rnnflow.stale_version"] == "team-stale v1" for t in roles.values())
+    fr = flow_run(st, roles["warm"]["prefect.flow_run_id"])
+    if fr.get("parent_task_run_id"):  # the warm training is a subflow of the retrain
+        fr = flow_run(st, prefect(st, "get", f"/task_runs/{fr['parent_task_run_id']}")["flow_run_id"])
+    fr = wait_run(st, fr["id"])
+    assert fr["state_type"] == "COMPLETED" and fr["created_by"]["type"] == "AUTOMATION", failure_report(st, [fr])
+    assert prefect(st, "get", f"/deployments/{fr['deployment_id']}")["name"] == "retrain-on-stale"
+    print(f"\nissue 18: stale -> retrain-on-stale on {fr['labels'].get('prefect.worker.name')}: "
+          f"{sorted(roles)} judged in {time.monotonic() - t0:.0f} s after the verdict")
+
+
 # -- point 5 ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_worker_killed_mid_training_leaves_nothing_running(stack):
