@@ -121,8 +121,12 @@ _STORE_MODULES = ("mlflow", "requests", "urllib3", "sqlalchemy", "sqlite3")
 
 
 def failure_line(exc: BaseException) -> str:
-    """The first line of an error, naming the tracking store when the store raised it."""
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:300]
+    """The first line of an error, naming the tracking store when the store raised it.
+    SQLAlchemy puts its notes first, e.g. "(raised as a result of Query-invoked autoflush; ...)"
+    before "(sqlite3.OperationalError) database is locked": the line is the error's, not a note's."""
+    lines = (str(exc).strip() or type(exc).__name__).splitlines()
+    said = [ln for ln in lines if not ln.startswith("(raised as a result of")] or lines
+    text = said[0][:300]
     module = type(exc).__module__
     if module.startswith(_STORE_MODULES) and "MLFLOW_TRACKING_URI" not in text:
         text += f" (MLFLOW_TRACKING_URI={os.environ.get('MLFLOW_TRACKING_URI')})"

@@ -219,6 +219,16 @@ def test_failure_line_is_the_first_line_and_names_the_store(monkeypatch):
     line = failure_line(MlflowException("(sqlite3.OperationalError) database is locked\n[SQL: UPDATE]"))
     assert line == "(sqlite3.OperationalError) database is locked (MLFLOW_TRACKING_URI=sqlite:///s.db)"
     assert failure_line(ValueError("one\ntwo")) == "one"
+    # A lock met while SQLAlchemy autoflushes: its note comes first, the error's line is shown.
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    locked = OperationalError("UPDATE runs SET status=?", {}, sqlite3.OperationalError("database is locked"))
+    locked.add_detail("raised as a result of Query-invoked autoflush; consider using a session.no_autoflush "
+                      "block if this flush is occurring prematurely")
+    assert str(locked).startswith("(raised as a result of Query-invoked autoflush")
+    assert failure_line(locked) == "(sqlite3.OperationalError) database is locked (MLFLOW_TRACKING_URI=sqlite:///s.db)"
 
 
 @pytest.mark.parametrize("name", ["nottem_ms", "Nottem", "nottem.v2", "prix à l'été"])
