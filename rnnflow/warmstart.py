@@ -57,8 +57,9 @@ class WarmStart:
         if self.pre.scaling != pre.scaling:
             diff.append(f"normalize {self.pre.scaling!r} (this config: {pre.scaling!r})")
         if diff:
+            scaling = f" and --normalize {self.pre.scaling}" if self.pre.scaling != pre.scaling else ""
             raise WarmStartError(f"train.warm_start: {self.uri} reads its data differently from this "
-                                 f"config on {source}: {'; '.join(diff)}; use its columns or start cold")
+                                 f"config on {source}: {'; '.join(diff)}; use its columns{scaling} or start cold")
         return replace(pre, axis=self.pre.axis)
 
     def scalers(self, pre: Preprocessor) -> Preprocessor:

@@ -89,7 +89,8 @@ def test_another_network_or_other_columns_is_one_line_and_exit_2(mlflow_store, t
     cases = {("--hidden-size", "16"): "hidden_size 8 (this config: 16)",
              ("--variants", "rnn"): "bidirectional True (this config: False)",
              ("--features", "extra"): "features [] (this config: ['extra'])",
-             ("--normalize", "global"): "normalize 'window_std' (this config: 'global')",
+             ("--normalize", "global"): "normalize 'window_std' (this config: 'global'); use its columns "
+                                        "and --normalize window_std or start cold",
              ("--autoregressive",): "autoregressive False (this config: True)"}
     for extra, needle in cases.items():
         code = main(["train", "--data", path, *FLAGS, "--warm-start", "champion", *extra])
