@@ -72,7 +72,7 @@ def _discard_unused_services() -> None:
     from rnnflow.ops import tempserver
 
     tempserver.discard_unused()
-    if "rnnflow.ops.daskcluster" in sys.modules:
+    if "rnnflow.ops.daskcluster" in sys.modules:  # importing it imports torch: only if a cluster may run
         sys.modules["rnnflow.ops.daskcluster"].close_soon()
 
 

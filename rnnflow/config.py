@@ -506,6 +506,10 @@ class PipelineConfig(Section):
                              "drop --loss or set --loss pinball")
         if not q and self.train.loss == "pinball":
             raise ValueError("loss 'pinball' needs quantile levels: add e.g. --quantiles 0.1 0.5 0.9")
+        return self
+
+    @model_validator(mode="after")
+    def _linear_term_has_a_window(self) -> PipelineConfig:
         if self.model.autoregressive and self.data.per_step:
             raise ValueError(f"autoregressive forecasts from a window; source {self.data.source!r} "
                              "predicts every step: drop --autoregressive")

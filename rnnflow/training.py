@@ -52,7 +52,8 @@ def network_config(cfg: PipelineConfig, ds: Dataset, variant: Variant) -> Networ
         hidden_size=cfg.model.hidden_size, num_layers=cfg.model.num_layers, cell=cfg.model.cell,
         bidirectional=DIRECTIONS[variant], dropout=cfg.model.dropout, horizon=ds.pre.horizon,
         quantiles=tuple(cfg.model.quantiles), known_size=ds.pre.known_size,
-        **({"window": ds.pre.window, "autoregressive": True} if cfg.model.autoregressive else {}))
+        # the window sizes the linear term only: without it a checkpoint keeps window 0, as before it
+        autoregressive=cfg.model.autoregressive, window=ds.pre.window if cfg.model.autoregressive else 0)
 
 
 def build_variant(cfg: PipelineConfig, ds: Dataset, variant: Variant, warm: WarmStart | None = None) -> SequenceRegressor:
